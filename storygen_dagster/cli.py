@@ -1,0 +1,219 @@
+"""`storygen`: demo, request, run, status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from storygen_dagster.domain.ids import InvalidStoryId, story_id_for, validate_story_id
+from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.logs import configure_logging
+from storygen_dagster.settings import get_settings
+
+
+class Context:
+    """Lazily opened database + Dagster instance (so `--help` and bad input touch nothing)."""
+
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            from storygen_dagster.storage import migrate
+            from storygen_dagster.storage.db import resolve_database_url
+
+            self._url = resolve_database_url(self.settings)
+            migrate.upgrade(self._url)
+        return self._url
+
+    @property
+    def engine(self):
+        from storygen_dagster.storage.db import get_engine
+
+        return get_engine(self.url)
+
+    def instance(self):
+        from storygen_dagster.instance import get_instance
+
+        return get_instance(self.settings, self.url)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "request"
+        got = (
+            f" (got {err['input']!r})"
+            if "input" in err and not isinstance(err["input"], dict)
+            else ""
+        )
+        parts.append(f"{field}: {err['msg']}{got}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def parse_request(raw: str, source: str) -> StoryRequest:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{source} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise click.ClickException(
+            f"{source}: a request is one JSON object, got {type(data).__name__}"
+        )
+    try:
+        request = StoryRequest.model_validate(data)
+    except ValidationError as exc:
+        raise click.ClickException(format_validation_error(exc)) from exc
+    if request.story_id is None:
+        request = request.model_copy(update={"story_id": story_id_for(request.content())})
+    return request
+
+
+def _story_rows(ctx: Context, story_ids: list[str]) -> list[dict]:
+    from storygen_dagster.storage.repository import story_overview
+
+    frame = story_overview(ctx.engine)
+    frame = frame[frame["story_id"].isin(story_ids)].set_index("story_id")
+    return [
+        {
+            "story_id": sid,
+            "title": frame.at[sid, "title"] if sid in frame.index else None,
+            "scenes": int(frame.at[sid, "scenes"]) if sid in frame.index else 0,
+            "book": frame.at[sid, "book"] if sid in frame.index else None,
+            "status": frame.at[sid, "status"] if sid in frame.index else "unknown",
+            "error": frame.at[sid, "error"] if sid in frame.index else None,
+        }
+        for sid in story_ids
+    ]
+
+
+def _generate(ctx: Context, requests: list[StoryRequest], as_json: bool) -> None:
+    from storygen_dagster.definitions import defs
+    from storygen_dagster.pipeline import materialize_stories
+    from storygen_dagster.storage.db import mask_url
+    from storygen_dagster.storage.repository import register_request
+
+    for request in requests:
+        register_request(ctx.engine, request.story_id, request, by="cli")
+    ids = [r.story_id for r in requests]
+    outcomes = materialize_stories(defs, ctx.instance(), ids, tags={"storygen/source": "cli"})
+    rows = _story_rows(ctx, ids)
+    if as_json:
+        payload = {
+            "stories": [{k: r[k] for k in ("story_id", "title", "scenes", "book")} for r in rows],
+            "database_url": mask_url(ctx.url),
+            "runs": [o.run_id for o in outcomes],
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        for r in rows:
+            where = r["book"] or f"no book ({r['status']}: {r['error']})"
+            click.echo(f"{r['story_id']}: {r['title'] or '-'} ({r['scenes']} scenes)\n  {where}")
+    if not all(o.success for o in outcomes):
+        failed = [r["story_id"] for r in rows if r["status"] != "succeeded"]
+        raise click.ClickException(f"generation failed for: {', '.join(failed) or 'some stories'}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(click_ctx: click.Context) -> None:
+    """storygen: illustrated children's storybooks as Dagster assets."""
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    click_ctx.obj = Context()
+
+
+@main.command()
+@click.option(
+    "--stories",
+    "count",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 500),
+    help="How many example stories.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def demo(ctx: Context, count: int, as_json: bool) -> None:
+    """Generate example stories end to end and print where each book is."""
+    from storygen_dagster.domain.examples import demo_requests
+
+    _generate(ctx, demo_requests(count), as_json)
+
+
+@main.command()
+@click.option(
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A JSON request ('-' for standard input).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def request(ctx: Context, path: Path, as_json: bool) -> None:
+    """Validate a story request, add its partition and generate the book."""
+    if str(path) == "-":
+        raw = sys.stdin.read()
+    else:
+        try:
+            raw = path.read_text()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {path}: {exc.strerror}") from exc
+    _generate(ctx, [parse_request(raw, str(path))], as_json)
+
+
+def _checked_id(story_id: str) -> str:
+    try:
+        return validate_story_id(story_id)
+    except InvalidStoryId as exc:
+        raise click.BadParameter(str(exc), param_hint="STORY_ID") from exc
+
+
+@main.command()
+@click.argument("story_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def run(ctx: Context, story_id: str, as_json: bool) -> None:
+    """Re-materialize every asset of an existing story."""
+    from storygen_dagster.storage.repository import load_requests
+
+    _checked_id(story_id)
+    requests = load_requests(ctx.engine, [story_id])
+    if story_id not in requests:
+        raise click.ClickException(
+            f"story_id {story_id!r} not found; add it with `storygen request`"
+        )
+    _generate(ctx, [requests[story_id].model_copy(update={"story_id": story_id})], as_json)
+
+
+@main.command()
+@click.argument("story_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def status(ctx: Context, story_id: str | None, as_json: bool) -> None:
+    """Stories with their status, scene count and book."""
+    from storygen_dagster.storage.repository import story_overview
+
+    if story_id is not None:
+        _checked_id(story_id)
+    frame = story_overview(ctx.engine, story_id)
+    if story_id is not None and frame.empty:
+        raise click.ClickException(f"story_id {story_id!r} not found")
+    if as_json:
+        frame["updated_at"] = frame["updated_at"].astype(str)
+        click.echo(frame.to_json(orient="records", indent=2))
+    elif frame.empty:
+        click.echo("no stories yet: try `storygen demo`")
+    else:
+        click.echo(frame.drop(columns=["updated_at"]).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+import dagster as dg
+
+from storygen_dagster.defs.images import assets as image_assets
+from storygen_dagster.defs.jobs import storybook_job
+from storygen_dagster.defs.resources import default_resources
+from storygen_dagster.defs.story import assets as story_assets
+
+
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([story_assets, image_assets]),
+        jobs=[storybook_job],
+        resources=resources or default_resources(),
+        # Steps share one process: the multiprocess executor costs seconds per step here.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,43 @@
+"""The Dagster instance of the project: dagster-postgres storage on the same database as the
+story tables (embedded by default), written to $STORYGEN_HOME/dagster/dagster.yaml."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import yaml
+
+from storygen_dagster.settings import Settings
+from storygen_dagster.storage.db import dagster_url
+
+
+def dagster_yaml(database_url: str) -> dict:
+    return {
+        "storage": {"postgres": {"postgres_url": dagster_url(database_url)}},
+        "python_logs": {"managed_python_loggers": ["storygen"]},
+        "telemetry": {"enabled": False},
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {"max_concurrent_runs": 4},
+        },
+    }
+
+
+def prepare_dagster_home(settings: Settings, database_url: str) -> str:
+    """Write dagster.yaml (idempotent) and point DAGSTER_HOME at it for this process and its
+    children. An explicitly set DAGSTER_HOME is respected."""
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        return home
+    path = settings.dagster_home
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "dagster.yaml").write_text(yaml.safe_dump(dagster_yaml(database_url), sort_keys=False))
+    os.environ["DAGSTER_HOME"] = str(path)
+    return str(path)
+
+
+def get_instance(settings: Settings, database_url: str) -> dg.DagsterInstance:
+    prepare_dagster_home(settings, database_url)
+    return dg.DagsterInstance.get()

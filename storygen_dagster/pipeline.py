@@ -1,0 +1,65 @@
+"""Materializing stories through Dagster from code (the CLI and tests): ensure partitions, then
+one in-process run per contiguous range of the wanted partition keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from storygen_dagster.defs.partitions import story_partitions
+from storygen_dagster.domain.ids import validate_story_id
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    story_ids: list[str]
+    success: bool
+
+
+def ensure_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> None:
+    for sid in story_ids:
+        validate_story_id(sid)
+    existing = set(instance.get_dynamic_partitions(story_partitions.name))
+    missing = [sid for sid in dict.fromkeys(story_ids) if sid not in existing]
+    if missing:
+        instance.add_dynamic_partitions(story_partitions.name, missing)
+
+
+def contiguous_ranges(ordered_keys: list[str], wanted: list[str]) -> list[list[str]]:
+    """Group `wanted` into runs of keys adjacent in the partition order, so one run covers
+    each group exactly (a range run takes every key between its start and end)."""
+    wanted_set = set(wanted)
+    groups: list[list[str]] = []
+    current: list[str] = []
+    for key in ordered_keys:
+        if key in wanted_set:
+            current.append(key)
+        elif current:
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return groups
+
+
+def materialize_stories(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    story_ids: list[str],
+    *,
+    tags: dict[str, str] | None = None,
+) -> list[RunOutcome]:
+    ensure_partitions(instance, story_ids)
+    job = defs.resolve_job_def("storybook_job")
+    ordered = instance.get_dynamic_partitions(story_partitions.name)
+    outcomes = []
+    for group in contiguous_ranges(ordered, story_ids):
+        run_tags = {**(tags or {}), RANGE_START: group[0], RANGE_END: group[-1]}
+        result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False)
+        outcomes.append(RunOutcome(result.run_id, group, result.success))
+    return outcomes

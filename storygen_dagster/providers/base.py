@@ -1,0 +1,122 @@
+"""Provider interfaces. The LLM side renders the versioned prompts itself, so every provider
+(offline or real) reports the same template name/version/hash; subclasses only implement
+`_generate`. Image providers turn a composed prompt into PNG bytes."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from storygen_dagster.domain.models import (
+    BaseStyle,
+    Provenance,
+    SceneMoment,
+    StoryRequest,
+    StructuredStory,
+    VisualProfile,
+)
+from storygen_dagster.domain.prompts import RenderedPrompt, render_prompt
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class ProviderError(RuntimeError):
+    """A provider call failed for good (after any retries). Never carries secrets."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, fatal: bool = False):
+        super().__init__(message)
+        self.status_code = status_code
+        self.fatal = fatal  # e.g. out of credits: stop the whole run, not just one story
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Where a call comes from, for logs, the call ledger and budgets."""
+
+    story_id: str
+    asset: str
+    scene_number: int | None = None
+    fresh: bool = False  # bypass the call cache
+
+
+@dataclass
+class Generated(Generic[T]):
+    value: T
+    provenance: Provenance
+
+
+@dataclass
+class GeneratedImage:
+    png: bytes
+    provenance: Provenance
+    width: int
+    height: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StoryLLM(abc.ABC):
+    """The four LLM steps of a story (same names as the original StoryPromptService)."""
+
+    provider_name: str = "abstract"
+    model: str = "abstract"
+
+    async def generate_structured_story(
+        self, request: StoryRequest, ctx: CallContext
+    ) -> Generated[StructuredStory]:
+        prompt = render_prompt("structured_story", request=request.model_dump(mode="json"))
+        return await self._generate(prompt, StructuredStory, ctx, request=request)
+
+    async def generate_visual_profile(
+        self, story: StructuredStory, ctx: CallContext
+    ) -> Generated[VisualProfile]:
+        prompt = render_prompt("visual_profile", story=story.model_dump(mode="json"))
+        return await self._generate(prompt, VisualProfile, ctx, story=story)
+
+    async def generate_base_style(
+        self, story: StructuredStory, ctx: CallContext
+    ) -> Generated[BaseStyle]:
+        prompt = render_prompt("base_style", story=story.model_dump(mode="json"))
+        return await self._generate(prompt, BaseStyle, ctx, story=story)
+
+    async def generate_scene_moment(
+        self, story: StructuredStory, scene_number: int, ctx: CallContext
+    ) -> Generated[SceneMoment]:
+        prompt = render_prompt(
+            "scene_moment", story=story.model_dump(mode="json"), scene_number=scene_number
+        )
+        result = await self._generate(
+            prompt, SceneMoment, ctx, story=story, scene_number=scene_number
+        )
+        if result.value.scene_number != scene_number:
+            raise ProviderError(
+                f"scene_moment for scene {scene_number} came back numbered "
+                f"{result.value.scene_number}"
+            )
+        return result
+
+    @abc.abstractmethod
+    async def _generate(
+        self, prompt: RenderedPrompt, response_model: type[T], ctx: CallContext, **inputs: Any
+    ) -> Generated[T]:
+        """Produce a validated `response_model` for `prompt`. `inputs` are the structured
+        values the prompt was rendered from (the offline provider works from them)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class ImageService(abc.ABC):
+    provider_name: str = "abstract"
+    model: str = "abstract"
+
+    @abc.abstractmethod
+    async def generate_image(
+        self, prompt: str, ctx: CallContext, *, width: int, height: int, seed: int
+    ) -> GeneratedImage:
+        """PNG bytes for `prompt` at the given size."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,38 @@
+"""Alembic environment. Our version table is not `alembic_version`: Dagster's own storage keeps
+its alembic state in the same database."""
+
+from alembic import context
+from sqlalchemy import Connection, create_engine, text
+
+from storygen_dagster.storage.tables import metadata
+
+VERSION_TABLE = "storygen_alembic_version"
+# Serialises concurrent upgrades (CLI, code server, tests) on one database.
+MIGRATION_LOCK_ID = 7_340_021
+
+
+def run_migrations_online() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        with engine.connect() as connection:
+            _migrate(connection)
+    else:
+        _migrate(connection)
+
+
+def _migrate(connection: Connection) -> None:
+    connection.execute(text("select pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    try:
+        context.configure(
+            connection=connection, target_metadata=metadata, version_table=VERSION_TABLE
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+    finally:
+        connection.execute(text("select pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.commit()
+
+
+run_migrations_online()
