@@ -238,7 +238,8 @@ def paint_scene(prompt: str, width: int, height: int, seed: int) -> bytes:
     for y in range(horizon):
         f = y / max(horizon - 1, 1)
         draw.line(
-            [(0, y), (width, y)], fill=tuple(int(a + (b - a) * f) for a, b in zip(top, bottom))
+            [(0, y), (width, y)],
+            fill=tuple(int(a + (b - a) * f) for a, b in zip(top, bottom, strict=True)),
         )
     ground = (rng.randint(40, 90), rng.randint(120, 170), rng.randint(50, 90))
     draw.rectangle([0, horizon, width, height], fill=ground)

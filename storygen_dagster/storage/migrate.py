@@ -20,9 +20,9 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     """Idempotent; once per process and URL."""
-    if url in _done and revision == "head":
+    if url in _done and revision == "heads":
         return
     with get_engine(url).connect() as conn:
         cfg = alembic_config(url)

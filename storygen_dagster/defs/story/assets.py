@@ -112,7 +112,7 @@ def _story_level(field: str):
         deps=[structured_story],
         code_version=f"{field}-{PROMPT_VERSIONS[field]}",
         description={
-            "visual_profile": "Character and side-character prompts, drawn the same in every scene.",
+            "visual_profile": "Character and side-character prompts, the same in every scene.",
             "base_style": "One art style, lighting, atmosphere, palette and composition per book.",
         }[field],
         **COMMON,

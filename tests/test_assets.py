@@ -1,0 +1,142 @@
+"""Each asset through dg.materialize on a real instance and a real Postgres database."""
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from storygen_dagster.defs.images.assets import scene_images, storybook
+from storygen_dagster.defs.story.assets import (
+    base_style,
+    scene_moments,
+    structured_story,
+    visual_profile,
+)
+from storygen_dagster.domain.images import inspect_png
+from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.storage import repository as repo
+from storygen_dagster.storage.objects import ObjectStore
+from tests.conftest import TEST_HEIGHT, TEST_WIDTH
+
+ALL = [structured_story, visual_profile, base_style, scene_moments, scene_images, storybook]
+
+
+def _add(instance, engine, sid: str, **fields) -> None:
+    repo.register_request(engine, sid, StoryRequest(story_id=sid, **fields), by="test")
+    instance.add_dynamic_partitions("stories", [sid])
+
+
+def test_each_asset_materializes_in_order_and_fills_rows(instance, engine, resources, object_root):
+    _add(
+        instance,
+        engine,
+        "mia-1",
+        child_name="Mia",
+        age=5,
+        scene_count=4,
+        fears=["the dark"],
+        favorites={"animal": "fox"},
+        value_to_teach="sharing",
+    )
+    for asset in ALL:
+        result = dg.materialize(
+            [asset],
+            partition_key="mia-1",
+            instance=instance,
+            resources=resources,
+            selection=[asset],
+        )
+        assert result.success, asset.key
+        mats = result.asset_materializations_for_node(asset.op.name)
+        assert mats and mats[0].partition == "mia-1"
+    with engine.connect() as conn:
+        story = (
+            conn.execute(sa.text("select * from stories where story_id='mia-1'")).mappings().one()
+        )
+        scenes = (
+            conn.execute(
+                sa.text("select * from scenes where story_id='mia-1' order by scene_number")
+            )
+            .mappings()
+            .all()
+        )
+    assert story["status"] == "succeeded"
+    assert story["child_profile"]["name"] == "Mia"
+    assert story["story_meta"]["value_to_teach"] == "sharing"
+    assert story["visual_profile"]["character_prompt"]
+    assert story["base_style"]["art_style"]
+    assert story["book_uri"].endswith(".html")
+    assert set(story["provenance"]) == {"structured_story", "visual_profile", "base_style"}
+    assert [s["scene_number"] for s in scenes] == [1, 2, 3, 4]
+    store = ObjectStore(str(object_root))
+    for scene in scenes:
+        assert scene["text"] and scene["moment"] and scene["image_prompt"]
+        assert set(scene["provenance"]) == {"structured_story", "scene_moments", "scene_images"}
+        info = inspect_png(store.get(scene["image_uri"]), width=TEST_WIDTH, height=TEST_HEIGHT)
+        assert info.stddev > 10
+    html = store.get(story["book_uri"]).decode()
+    assert story["title"].replace("'", "&#39;") in html
+    for scene in scenes:
+        assert f"images/mia-1/{scene['image_sha256']}.png" in html
+
+
+def test_metadata_carries_model_prompt_version_and_preview(instance, engine, resources):
+    _add(instance, engine, "meta-1", scene_count=3)
+    result = dg.materialize(ALL, partition_key="meta-1", instance=instance, resources=resources)
+    assert result.success
+    meta = result.asset_materializations_for_node("structured_story")[0].metadata
+    assert meta["model"].value == "storygen-offline-v1"
+    assert meta["prompt_version"].value == "v1"
+    assert len(meta["prompt_sha256"].value) == 64
+    assert meta["scenes"].value == 3
+    assert "meta-1" in meta["preview"].value
+    images_meta = result.asset_materializations_for_node("scene_images")[0].metadata
+    assert images_meta["images"].value == 3
+    assert "data:image/jpeg;base64," in images_meta["preview"].value
+
+
+def test_multi_partition_run_materializes_every_story(instance, engine, test_defs):
+    from storygen_dagster.pipeline import materialize_stories
+
+    ids = [f"batch-{i}" for i in range(4)]
+    for i, sid in enumerate(ids):
+        repo.register_request(engine, sid, StoryRequest(story_id=sid, age=3 + i % 4), by="test")
+    outcomes = materialize_stories(test_defs, instance, ids)
+    assert len(outcomes) == 1 and outcomes[0].success
+    run = instance.get_run_by_id(outcomes[0].run_id)
+    assert run.tags["dagster/asset_partition_range_start"] == "batch-0"
+    frame = repo.story_overview(engine)
+    assert sorted(frame[frame.status == "succeeded"].story_id) == ids
+    for key in ("structured_story", "scene_images", "storybook"):
+        assert set(ids) <= set(instance.get_materialized_partitions(dg.AssetKey(key)))
+
+
+def test_invalid_partition_key_added_by_hand_fails_clearly(instance, resources):
+    instance.add_dynamic_partitions("stories", ["../escape"])
+    result = dg.materialize(
+        [structured_story],
+        partition_key="../escape",
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("structured_story")
+    assert "story_id '../escape' is invalid" in str(failure.user_failure_data.description)
+
+
+@pytest.mark.parametrize("missing_upstream", [scene_images, storybook])
+def test_asset_without_upstream_fails_and_marks_story_failed(
+    instance, engine, resources, missing_upstream
+):
+    _add(instance, engine, "lonely-1")
+    result = dg.materialize(
+        [missing_upstream],
+        partition_key="lonely-1",
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    assert not result.success
+    row = repo.story_overview(engine, "lonely-1").iloc[0]
+    assert row["status"] == "failed"
+    assert "lonely-1" in row["error"] and missing_upstream.key.to_user_string() in row["error"]
