@@ -108,7 +108,7 @@ def save_structured_story(
                 scenes.c.story_id == story_id, scenes.c.scene_number > meta.scene_count
             )
         )
-        op.rows = updated + conn.execute(scene_stmt).rowcount
+        op.rows = updated + len(conn.execute(scene_stmt.returning(scenes.c.id)).all())
     return op.rows
 
 
@@ -176,7 +176,7 @@ def upsert_scene_columns(
     )
     story_ids = sorted(set(frame["story_id"]))
     with db_op(f"upsert_{asset}", story_id=",".join(story_ids)) as op, engine.begin() as conn:
-        op.rows = conn.execute(stmt).rowcount
+        op.rows = len(conn.execute(stmt.returning(scenes.c.id)).all())
     return op.rows
 
 

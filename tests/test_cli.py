@@ -1,0 +1,156 @@
+"""The storygen CLI end to end, as a user runs it (subprocesses, real Postgres, real Dagster
+instance on dagster-postgres)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from storygen_dagster.domain.images import inspect_png
+from storygen_dagster.storage.db import get_engine
+
+
+def storygen(args, env, cwd, stdin=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "storygen_dagster.cli", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture()
+def cli_env(tmp_path, database_url):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
+    env.update(STORYGEN_DATABASE_URL=database_url, STORYGEN_HOME=str(tmp_path / "home"))
+    return env
+
+
+def _check_books(payload, width=1024, height=768):
+    assert payload["stories"]
+    for story in payload["stories"]:
+        book = Path(story["book"])
+        html = book.read_text()
+        assert story["title"].split(":")[0] in html
+        images = [
+            book.parent / src for src in [part.split('"')[0] for part in html.split('src="')[1:]]
+        ]
+        assert len(images) == story["scenes"] >= 3
+        for image in images:
+            inspect_png(image.read_bytes(), width=width, height=height)
+
+
+def test_demo_json_builds_readable_books(cli_env, tmp_path, database_url):
+    out = storygen(["demo", "--stories", "3", "--json"], cli_env, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    payload = json.loads(out.stdout)
+    assert [s["story_id"] for s in payload["stories"]] == ["demo-01", "demo-02", "demo-03"]
+    assert "sgtest_" in payload["database_url"]
+    _check_books(payload)
+    with get_engine(database_url).connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select story_id, status, child_profile, story_meta, visual_profile, base_style,"
+                " book_uri, model, prompt_version from stories order by story_id"
+            )
+        ).all()
+        scenes = conn.execute(
+            sa.text(
+                "select count(*) filter (where moment is not null and image_uri is not null"
+                " and image_sha256 is not null and image_prompt is not null), count(*) from scenes"
+            )
+        ).one()
+    assert len(rows) == 3 and all(all(v is not None for v in row) for row in rows)
+    assert {row.status for row in rows} == {"succeeded"}
+    assert scenes[0] == scenes[1] == sum(s["scenes"] for s in payload["stories"])
+    # The Dagster instance lives on the same Postgres and knows the partitions.
+    instance = dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster"))
+    assert set(instance.get_dynamic_partitions("stories")) == {"demo-01", "demo-02", "demo-03"}
+    assert set(instance.get_materialized_partitions(dg.AssetKey("storybook"))) == {
+        "demo-01",
+        "demo-02",
+        "demo-03",
+    }
+
+    again = storygen(["run", "demo-02", "--json"], cli_env, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["stories"][0]["book"] == payload["stories"][1]["book"]
+
+    status = storygen(["status", "--json"], cli_env, tmp_path)
+    assert status.returncode == 0
+    assert [r["status"] for r in json.loads(status.stdout)] == ["succeeded"] * 3
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('{"age": 9}', "age"),
+        ('{"story_id": "../x"}', "story_id"),
+        ('{"personality": "brave"}', "personality"),
+        ('{"favorites": {"animal": 3}}', "favorites.animal"),
+        ('{"color": "red"}', "color"),
+        ('{"age": 5,', "not valid JSON"),
+        ("[1, 2]", "one JSON object"),
+    ],
+)
+def test_bad_request_exits_nonzero_naming_the_field_and_stores_nothing(
+    cli_env, tmp_path, database_url, content, needle
+):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    out = storygen(["request", "--file", str(bad)], cli_env, tmp_path)
+    assert out.returncode != 0
+    assert needle in out.stderr
+    with get_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text("select count(*) from stories")).scalar() == 0
+    # Nothing touched the Dagster instance either: it was never even created.
+    assert not (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
+
+
+def test_request_from_stdin_then_bad_run_id(cli_env, tmp_path):
+    request = {"child_name": "Ada", "age": 4, "scene_count": 3, "value_to_teach": "patience"}
+    out = storygen(
+        ["request", "--file", "-", "--json"], cli_env, tmp_path, stdin=json.dumps(request)
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    story = json.loads(out.stdout)["stories"][0]
+    assert story["story_id"].startswith("ada-") and story["scenes"] == 3
+    _check_books({"stories": [story]})
+    instance = dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster"))
+    before = instance.get_dynamic_partitions("stories")
+    for args, needle in (
+        (["run", "../x"], "STORY_ID"),
+        (["run", "nope"], "not found"),
+        (["status", "nope"], "not found"),
+    ):
+        res = storygen(args, cli_env, tmp_path)
+        assert res.returncode != 0 and needle in res.stderr, res.stderr
+    assert instance.get_dynamic_partitions("stories") == before
+
+
+def test_every_command_has_help(tmp_path):
+    for cmd in ([], ["demo"], ["request"], ["run"], ["status"]):
+        out = storygen([*cmd, "--help"], dict(os.environ), tmp_path, timeout=60)
+        assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_embedded_default_end_to_end(tmp_path):
+    """No STORYGEN_DATABASE_URL: the CLI starts PostgreSQL from the wheel under STORYGEN_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
+    env["STORYGEN_HOME"] = str(tmp_path / "h")
+    out = storygen(["demo", "--stories", "2", "--json"], env, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    payload = json.loads(out.stdout)
+    assert "pgdata" in payload["database_url"] and "***" in payload["database_url"]
+    _check_books(payload)
+    assert (tmp_path / "h" / "pgdata" / "PG_VERSION").exists()
+    status = storygen(["status", "--json"], env, tmp_path)
+    assert [r["story_id"] for r in json.loads(status.stdout)] == ["demo-01", "demo-02"]
