@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
+import dagster as dg
 from pydantic import ValidationError
 
 from storygen_dagster.domain.ids import InvalidStoryId, story_id_for, validate_story_id
@@ -112,6 +114,7 @@ def _generate(ctx: Context, requests: list[StoryRequest], as_json: bool) -> None
         }
         click.echo(json.dumps(payload, indent=2))
     else:
+        click.echo("Storybooks (open the .html files in a browser):")
         for r in rows:
             where = r["book"] or f"no book ({r['status']}: {r['error']})"
             click.echo(f"{r['story_id']}: {r['title'] or '-'} ({r['scenes']} scenes)\n  {where}")
@@ -121,11 +124,17 @@ def _generate(ctx: Context, requests: list[StoryRequest], as_json: bool) -> None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Also print every DB operation line.")
 @click.pass_context
-def main(click_ctx: click.Context) -> None:
+def main(click_ctx: click.Context, verbose: bool) -> None:
     """storygen: illustrated children's storybooks as Dagster assets."""
     settings = get_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    # Inside runs Dagster's console already echoes our INFO lines; -v shows them everywhere.
+    configure_logging(settings.log_format, settings.log_level, None if verbose else "WARNING")
+    # Dagster's beta/preview notices (backfill_policy) are for developers, not CLI users.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     click_ctx.obj = Context()
 
 

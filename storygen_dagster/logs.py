@@ -20,8 +20,11 @@ class KeyValueFormatter(logging.Formatter):
         return f"{base} {' '.join(pairs)}" if pairs else base
 
 
-def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
-    """Idempotent: (re)attach one handler to the `storygen` logger tree."""
+def configure_logging(
+    fmt: str = "text", level: str = "INFO", console_level: str | None = None
+) -> None:
+    """Idempotent: (re)attach one stderr handler to the `storygen` logger tree. `level` decides
+    what is emitted (Dagster's managed loggers see it too); `console_level` what stderr shows."""
     logger = logging.getLogger("storygen")
     logger.setLevel(level.upper())
     for handler in list(logger.handlers):
@@ -29,6 +32,7 @@ def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
             logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._storygen = True  # type: ignore[attr-defined]
+    handler.setLevel((console_level or level).upper())
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False)

@@ -14,6 +14,10 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
+# The console shows INFO and up; DEBUG events stay in the event log for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 @dataclass
 class RunOutcome:
     run_id: str
@@ -60,6 +64,8 @@ def materialize_stories(
     outcomes = []
     for group in contiguous_ranges(ordered, story_ids):
         run_tags = {**(tags or {}), RANGE_START: group[0], RANGE_END: group[-1]}
-        result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, tags=run_tags, raise_on_error=False, run_config=QUIET
+        )
         outcomes.append(RunOutcome(result.run_id, group, result.success))
     return outcomes

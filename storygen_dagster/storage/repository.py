@@ -43,7 +43,7 @@ def register_request(engine: sa.Engine, story_id: str, request: StoryRequest, by
         set_={"request": stmt.excluded.request, "updated_by": by, "updated_at": NOW},
     )
     with db_op("register_request", story_id=story_id) as op, engine.begin() as conn:
-        op.rows = conn.execute(stmt).rowcount
+        op.rows = len(conn.execute(stmt.returning(stories.c.story_id)).all())
 
 
 def load_requests(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, StoryRequest]:
