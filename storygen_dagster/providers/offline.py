@@ -227,6 +227,30 @@ class OfflineImageService(ImageService):
         )
 
 
+NAMED_COLORS = {
+    "orange": (240, 140, 40),
+    "blue": (60, 110, 220),
+    "green": (60, 170, 90),
+    "yellow": (245, 205, 50),
+    "purple": (150, 80, 200),
+    "red": (210, 50, 50),
+    "pink": (240, 130, 180),
+    "teal": (40, 160, 160),
+}
+
+
+def _prompt_color(prompt: str, rng: random.Random) -> tuple[int, int, int]:
+    """The first colour word of the character description dresses the child (as it would in a
+    real model's picture); otherwise a random one."""
+    lowered = prompt.lower()
+    found = sorted(
+        (lowered.find(name), rgb) for name, rgb in NAMED_COLORS.items() if name in lowered
+    )
+    if found:
+        return found[0][1]
+    return (rng.randint(60, 240), rng.randint(60, 240), rng.randint(60, 240))
+
+
 def paint_scene(prompt: str, width: int, height: int, seed: int) -> bytes:
     rng = _rng("image", prompt, seed)
     night = any(w in prompt.lower() for w in ("night", "moon", "dark", "evening"))
@@ -264,7 +288,7 @@ def paint_scene(prompt: str, width: int, height: int, seed: int) -> bytes:
             [tx - 45, base - th, tx + 45, base - th // 3 + 20], fill=(40, rng.randint(110, 160), 60)
         )
     # The child: body in a colour from the prompt, head, arms.
-    body = (rng.randint(60, 240), rng.randint(60, 240), rng.randint(60, 240))
+    body = _prompt_color(prompt.split(", a ", 1)[-1], rng)
     cx, feet = rng.randint(width // 4, 3 * width // 5), horizon + rng.randint(60, 140)
     draw.rectangle([cx - 35, feet - 150, cx + 35, feet - 40], fill=body)
     draw.rectangle([cx - 30, feet - 40, cx - 8, feet], fill=(60, 60, 110))
