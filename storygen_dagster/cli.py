@@ -201,6 +201,7 @@ def run(ctx: Context, story_id: str, as_json: bool, fresh: bool) -> None:
     from storygen_dagster.storage.repository import load_requests
 
     _checked_id(story_id)
+    check_providers(ctx.settings)
     requests = load_requests(ctx.engine, [story_id])
     if story_id not in requests:
         raise click.ClickException(
