@@ -108,7 +108,9 @@ def test_openai_images_variant(fake, provider_env, engine, store):
     client = image_resource(fake, provider="openai").client(engine, store)
     image = run(draw(client))
     body = fake.seen[0].body
-    assert body["size"] == f"{TEST_WIDTH}x{TEST_HEIGHT}" and "steps" not in body
+    assert body["size"] == "1792x1024" and "steps" not in body and "seed" not in body
+    # The 1792x1024 reply is cropped to the book's size, not stretched.
+    inspect_png(image.png, width=TEST_WIDTH, height=TEST_HEIGHT)
     assert image.provenance.provider == "openai"
     assert fake.seen[0].path == "/v1/images/generations"
 

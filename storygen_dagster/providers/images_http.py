@@ -47,6 +47,21 @@ def to_png(data: bytes, width: int, height: int) -> bytes:
         return data
 
 
+def openai_size(model: str, width: int, height: int) -> str:
+    """The OpenAI preset with the orientation of width x height."""
+    wide, tall = (
+        ("1536x1024", "1024x1536")
+        if model.startswith("gpt-image")
+        else (
+            "1792x1024",
+            "1024x1792",
+        )
+    )
+    if abs(width - height) < min(width, height) * 0.1:
+        return "1024x1024"
+    return wide if width > height else tall
+
+
 class HttpImageService(ImageService):
     def __init__(
         self,
@@ -69,14 +84,17 @@ class HttpImageService(ImageService):
 
     def _body(self, prompt: str, width: int, height: int, seed: int) -> dict[str, Any]:
         if self.flavor == "openai":
-            # OpenAI sizes are fixed presets and it takes no seed or steps.
-            return {
+            # OpenAI takes only preset sizes (the reply is cropped to ours) and no seed or
+            # steps; gpt-image models always answer b64_json and reject response_format.
+            body = {
                 "model": self.model,
                 "prompt": prompt,
                 "n": 1,
-                "size": f"{width}x{height}",
-                "response_format": self.response_format,
+                "size": openai_size(self.model, width, height),
             }
+            if not self.model.startswith("gpt-image"):
+                body["response_format"] = self.response_format
+            return body
         return {
             "model": self.model,
             "prompt": prompt,
