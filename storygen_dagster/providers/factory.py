@@ -72,6 +72,7 @@ def build_chat_llm(
         rpm=rpm,
         read_timeout_s=settings.llm_read_timeout_s,
         settings=settings,
+        limit_name="llm:openai",
     )
     return OpenAIChatLLM(
         ProviderCalls(http, model, engine, settings),
@@ -101,6 +102,7 @@ def build_image_service(
         rpm=rpm,
         read_timeout_s=settings.image_read_timeout_s,
         settings=settings,
+        limit_name=f"images:{provider}",
     )
     return HttpImageService(
         ProviderCalls(http, model, engine, settings),

@@ -79,8 +79,11 @@ class ProviderHttp:
         rpm: int,
         read_timeout_s: float,
         settings: Settings,
+        limit_name: str | None = None,
     ):
         self.provider = provider
+        # LLM and image calls have separate RPM settings even on the same provider.
+        self.limit_name = limit_name or provider
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.rpm = rpm
@@ -162,7 +165,7 @@ class ProviderHttp:
         if self.out_of_credits:
             raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
         if api:
-            limiter = rate_limiter(self.provider, self.rpm, self.settings.max_concurrency)
+            limiter = rate_limiter(self.limit_name, self.rpm, self.settings.max_concurrency)
             await limiter.acquire()
         headers = {"Authorization": f"Bearer {self._api_key}"} if api and self._api_key else {}
         async with global_slots(self.settings.max_concurrency):

@@ -40,7 +40,7 @@ def rate_limiter(name: str, rpm: int, max_concurrency: int) -> AsyncLimiter:
     """Requests per minute for one provider. Bursts are at most one second's worth of
     requests, so a limit of 600 RPM never fires 600 requests in the same instant."""
     state = _limits(max_concurrency)
-    key = f"{name}:{rpm}"
+    key = f"{name}@{rpm}"
     if key not in state.limiters:
         burst = max(1, rpm // 60)
         state.limiters[key] = AsyncLimiter(burst, 60.0 * burst / rpm)
