@@ -27,13 +27,20 @@ class InvalidReply(ValueError):
 
 def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The pydantic schema adapted to OpenAI strict mode: every property required, no extra
-    properties, no defaults (strict mode rejects them)."""
+    properties, no defaults. String length limits are not in strict mode's keyword subset, so
+    they move into the description (pydantic still enforces them on the reply)."""
     schema = copy.deepcopy(model.model_json_schema())
 
     def fix(node: Any) -> None:
         if isinstance(node, dict):
             node.pop("default", None)
             node.pop("title", None)
+            limits = [f"{k[:3]} {node.pop(k)}" for k in ("minLength", "maxLength") if k in node]
+            if limits:
+                note = f"{' and '.join(limits)} characters"
+                node["description"] = (
+                    f"{node['description']}; {note}" if "description" in node else note
+                )
             if node.get("type") == "object" and "properties" in node:
                 node["additionalProperties"] = False
                 node["required"] = list(node["properties"])
