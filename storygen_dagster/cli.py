@@ -95,16 +95,31 @@ def _story_rows(ctx: Context, story_ids: list[str]) -> list[dict]:
     ]
 
 
-def _generate(ctx: Context, requests: list[StoryRequest], as_json: bool) -> None:
+def check_providers(settings) -> None:
+    """A real provider without its key stops here, before any row is written or run started."""
+    from storygen_dagster.providers.factory import ProviderConfigError, check_settings
+
+    try:
+        check_settings(settings)
+    except ProviderConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _generate(
+    ctx: Context, requests: list[StoryRequest], as_json: bool, fresh: bool = False
+) -> None:
     from storygen_dagster.definitions import defs
+    from storygen_dagster.defs.runner import FRESH_TAG
     from storygen_dagster.pipeline import materialize_stories
     from storygen_dagster.storage.db import mask_url
     from storygen_dagster.storage.repository import register_request
 
+    check_providers(ctx.settings)
     for request in requests:
         register_request(ctx.engine, request.story_id, request, by="cli")
     ids = [r.story_id for r in requests]
-    outcomes = materialize_stories(defs, ctx.instance(), ids, tags={"storygen/source": "cli"})
+    tags = {"storygen/source": "cli", **({FRESH_TAG: "true"} if fresh else {})}
+    outcomes = materialize_stories(defs, ctx.instance(), ids, tags=tags)
     rows = _story_rows(ctx, ids)
     if as_json:
         payload = {
@@ -188,18 +203,21 @@ def _checked_id(story_id: str) -> str:
 @main.command()
 @click.argument("story_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--fresh", is_flag=True, help="Bypass the provider call cache: pay for new calls.")
 @click.pass_obj
-def run(ctx: Context, story_id: str, as_json: bool) -> None:
-    """Re-materialize every asset of an existing story."""
+def run(ctx: Context, story_id: str, as_json: bool, fresh: bool) -> None:
+    """Re-materialize every asset of an existing story (cached provider calls are reused)."""
     from storygen_dagster.storage.repository import load_requests
 
     _checked_id(story_id)
+    check_providers(ctx.settings)
     requests = load_requests(ctx.engine, [story_id])
     if story_id not in requests:
         raise click.ClickException(
             f"story_id {story_id!r} not found; add it with `storygen request`"
         )
-    _generate(ctx, [requests[story_id].model_copy(update={"story_id": story_id})], as_json)
+    request = requests[story_id].model_copy(update={"story_id": story_id})
+    _generate(ctx, [request], as_json, fresh=fresh)
 
 
 @main.command()

@@ -3,8 +3,29 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelPrice(BaseModel):
+    """USD prices of one model: tokens for chat, per image or per megapixel for images."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    per_image: float = Field(0.0, ge=0)
+    per_megapixel: float = Field(0.0, ge=0)
+
+
+# Published list prices (USD) at the time of writing; override with STORYGEN_MODEL_PRICES.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.60),
+    "gpt-4.1-mini": ModelPrice(input_per_mtok=0.40, output_per_mtok=1.60),
+    "meta-llama/Llama-3.3-70B-Instruct-Turbo": ModelPrice(
+        input_per_mtok=0.88, output_per_mtok=0.88
+    ),
+    "black-forest-labs/FLUX.1-schnell": ModelPrice(per_megapixel=0.0027),
+    "dall-e-3": ModelPrice(per_image=0.04),
+}
 
 
 class Settings(BaseSettings):
@@ -20,11 +41,35 @@ class Settings(BaseSettings):
     image_height: int = Field(768, ge=64, le=2048)
     image_prompt_max_chars: int = Field(900, ge=80, le=4000)
     max_concurrency: int = Field(16, ge=1, le=256)
-    llm_provider: Literal["offline"] = "offline"
-    image_provider: Literal["offline"] = "offline"
+    llm_provider: Literal["offline", "openai"] = "offline"
+    llm_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible /v1")
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_max_tokens: int = Field(4096, ge=64, le=65536)
+    llm_temperature: float = Field(0.7, ge=0, le=2)
+    image_provider: Literal["offline", "together", "openai"] = "offline"
+    image_base_url: str | None = Field(None, description="Unset = the provider's public API")
+    image_api_key: SecretStr | None = None
+    image_model: str = "black-forest-labs/FLUX.1-schnell"
+    image_steps: int = Field(4, ge=1, le=100)
+    image_response_format: Literal["b64_json", "url"] = "b64_json"
+    llm_rpm: int = Field(60, ge=1, le=100_000, description="LLM requests per minute")
+    image_rpm: int = Field(60, ge=1, le=100_000, description="Image requests per minute")
+    max_cost_per_story_usd: float = Field(1.0, ge=0)
+    model_prices: dict[str, ModelPrice] = Field(default_factory=dict, description="JSON")
+    http_connect_timeout_s: float = Field(10.0, gt=0)
+    llm_read_timeout_s: float = Field(120.0, gt=0)
+    image_read_timeout_s: float = Field(120.0, gt=0)
+    retry_attempts: int = Field(5, ge=1, le=20, description="HTTP attempts per call, in total")
+    retry_backoff_s: float = Field(1.0, ge=0, description="First backoff; doubles, plus jitter")
+    retry_backoff_max_s: float = Field(30.0, ge=0)
+    retry_after_max_s: float = Field(60.0, ge=0, description="Cap on a server's Retry-After")
     offline_latency_s: float = Field(0.0, ge=0, le=60, description="Simulated call latency")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+
+    def price(self, model: str) -> ModelPrice | None:
+        return self.model_prices.get(model) or DEFAULT_PRICES.get(model)
 
     @property
     def home_dir(self) -> Path:

@@ -3,9 +3,12 @@ time (never at import), so the same Definitions serve the demo, the UI and the t
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 import sqlalchemy as sa
 
+from storygen_dagster.providers import factory
 from storygen_dagster.providers.base import ImageService, StoryLLM
 from storygen_dagster.providers.offline import OfflineImageService, OfflineStoryLLM
 from storygen_dagster.settings import get_settings
@@ -43,32 +46,59 @@ class ObjectStoreResource(dg.ConfigurableResource):
 
 
 class StoryLLMResource(dg.ConfigurableResource):
-    """The LLM behind the four story prompts."""
+    """The LLM behind the four story prompts: offline, or any OpenAI-compatible endpoint."""
 
     provider: str | None = None
     latency_s: float | None = None
     max_concurrency: int | None = None
+    base_url: str | None = None
+    api_key: str | None = None  # set from dg.EnvVar: the UI shows the variable, not the key
+    model: str | None = None
+    rpm: int | None = None
 
     def concurrency(self) -> int:
         return self.max_concurrency or get_settings().max_concurrency
 
-    def client(self) -> StoryLLM:
+    def _provider(self) -> str:
+        return self.provider or get_settings().llm_provider
+
+    def _key(self) -> str | None:
+        key = get_settings().llm_api_key
+        return self.api_key or (key.get_secret_value() if key else None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A missing key fails the run at resource setup, before any step calls anything.
+        factory.check_llm(self._provider(), self._key())
+
+    def client(self, engine: sa.Engine | None = None) -> StoryLLM:
+        """`engine` holds the call cache and ledger (real providers need it)."""
         settings = get_settings()
-        provider = self.provider or settings.llm_provider
+        provider = self._provider()
         if provider == "offline":
             latency = settings.offline_latency_s if self.latency_s is None else self.latency_s
             return OfflineStoryLLM(latency_s=latency)
-        raise ValueError(f"STORYGEN_LLM_PROVIDER={provider!r} is not supported")
+        return factory.build_chat_llm(
+            settings,
+            engine,
+            base_url=self.base_url or settings.llm_base_url,
+            api_key=self._key(),
+            model=self.model or settings.llm_model,
+            rpm=self.rpm or settings.llm_rpm,
+        )
 
 
 class ImageServiceResource(dg.ConfigurableResource):
-    """The image model and the picture size and prompt budget."""
+    """The image model (offline, Together or OpenAI) and the picture size and prompt budget."""
 
     provider: str | None = None
     latency_s: float | None = None
     width: int | None = None
     height: int | None = None
     prompt_max_chars: int | None = None
+    base_url: str | None = None
+    api_key: str | None = None  # set from dg.EnvVar
+    model: str | None = None
+    rpm: int | None = None
 
     def size(self) -> tuple[int, int]:
         settings = get_settings()
@@ -77,19 +107,47 @@ class ImageServiceResource(dg.ConfigurableResource):
     def prompt_budget(self) -> int:
         return self.prompt_max_chars or get_settings().image_prompt_max_chars
 
-    def client(self) -> ImageService:
+    def _provider(self) -> str:
+        return self.provider or get_settings().image_provider
+
+    def _key(self) -> str | None:
+        key = get_settings().image_api_key
+        return self.api_key or (key.get_secret_value() if key else None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        factory.check_images(self._provider(), self._key())
+
+    def client(
+        self, engine: sa.Engine | None = None, store: ObjectStore | None = None
+    ) -> ImageService:
+        """`engine` holds the call cache and ledger, `store` the cached images."""
         settings = get_settings()
-        provider = self.provider or settings.image_provider
+        provider = self._provider()
         if provider == "offline":
             latency = settings.offline_latency_s if self.latency_s is None else self.latency_s
             return OfflineImageService(latency_s=latency)
-        raise ValueError(f"STORYGEN_IMAGE_PROVIDER={provider!r} is not supported")
+        return factory.build_image_service(
+            settings,
+            engine,
+            store,
+            provider=provider,
+            base_url=self.base_url or settings.image_base_url,
+            api_key=self._key(),
+            model=self.model or settings.image_model,
+            rpm=self.rpm or settings.image_rpm,
+        )
+
+
+def _env_secret(name: str) -> dg.EnvVar | None:
+    # dg.EnvVar fails resource setup when the variable is unset, so it is only used when set;
+    # otherwise the key comes from the settings (.env file) or is absent (offline).
+    return dg.EnvVar(name) if os.environ.get(name) else None
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "db": StoryDatabase(),
         "objects": ObjectStoreResource(),
-        "llm": StoryLLMResource(),
-        "images": ImageServiceResource(),
+        "llm": StoryLLMResource(api_key=_env_secret("STORYGEN_LLM_API_KEY")),
+        "images": ImageServiceResource(api_key=_env_secret("STORYGEN_IMAGE_API_KEY")),
     }

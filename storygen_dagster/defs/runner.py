@@ -14,6 +14,15 @@ R = TypeVar("R")
 log = logging.getLogger("storygen.pipeline")
 
 
+FRESH_TAG = "storygen/fresh"
+
+
+def fresh_run(context: dg.AssetExecutionContext) -> bool:
+    """A run tagged storygen/fresh=true bypasses the provider call cache (`storygen run
+    --fresh`, or the tag set in the launchpad)."""
+    return context.run.tags.get(FRESH_TAG, "").lower() in ("1", "true", "yes")
+
+
 def story_ids(context: dg.AssetExecutionContext) -> list[str]:
     """The run's partition keys, each checked: keys added by hand in the UI skip the CLI's check."""
     keys = list(context.partition_keys)

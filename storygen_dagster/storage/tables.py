@@ -55,3 +55,30 @@ scenes = sa.Table(
     sa.Column("prompt_version", sa.Text),
     sa.UniqueConstraint("story_id", "scene_number", name="uq_scenes_story_scene"),
 )
+
+CALL_STATUSES = ("succeeded", "failed")
+
+# The provider call cache and the per-call ledger (tokens, cost) in one table (migration 0002).
+provider_calls = sa.Table(
+    "provider_calls",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("cache_key", sa.Text, nullable=False, unique=True),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("story_id", sa.Text),
+    sa.Column("asset", sa.Text),
+    sa.Column("scene_number", sa.SmallInteger),
+    sa.Column("request", JSONB, nullable=False),
+    sa.Column("response", JSONB),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Numeric(12, 6), nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)

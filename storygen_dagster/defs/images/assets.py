@@ -12,7 +12,7 @@ from storygen_dagster.defs.resources import (
     StoryDatabase,
     StoryLLMResource,
 )
-from storygen_dagster.defs.runner import run_per_story, story_ids
+from storygen_dagster.defs.runner import fresh_run, run_per_story, story_ids
 from storygen_dagster.defs.story.assets import (
     COMMON,
     _by,
@@ -52,14 +52,17 @@ def scene_images(
     profiles = repo.load_story_field(engine, ids, "visual_profile")
     styles = repo.load_story_field(engine, ids, "base_style")
     scenes = repo.load_scenes(engine, ids)
-    client = images.client()
+    client = images.client(engine, store)
+    fresh = fresh_run(context)
     width, height = images.size()
     budget = images.prompt_budget()
     limit = asyncio.Semaphore(llm.concurrency())
     thumbs: dict[str, bytes] = {}
 
     async def one(sid: str, row: dict, prompt: str) -> dict:
-        ctx = CallContext(story_id=sid, asset="scene_images", scene_number=row["scene_number"])
+        ctx = CallContext(
+            story_id=sid, asset="scene_images", scene_number=row["scene_number"], fresh=fresh
+        )
         seed = int(content_hash([sid, row["scene_number"]])[:8], 16)
         async with limit:
             image = await client.generate_image(prompt, ctx, width=width, height=height, seed=seed)

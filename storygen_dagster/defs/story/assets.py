@@ -7,7 +7,7 @@ import pandas as pd
 
 from storygen_dagster.defs.partitions import story_partitions
 from storygen_dagster.defs.resources import StoryDatabase, StoryLLMResource
-from storygen_dagster.defs.runner import run_per_story, story_ids
+from storygen_dagster.defs.runner import fresh_run, run_per_story, story_ids
 from storygen_dagster.domain.models import Provenance, StoryRequest, StructuredStory
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
 from storygen_dagster.providers.base import CallContext, Generated
@@ -36,6 +36,7 @@ def provenance_metadata(provs: list[Provenance]) -> dict[str, dg.MetadataValue]:
         "completion_tokens": dg.MetadataValue.int(sum(p.completion_tokens for p in provs)),
         "cost_usd": dg.MetadataValue.float(round(sum(p.cost_usd for p in provs), 6)),
         "attempts": dg.MetadataValue.int(sum(p.attempts for p in provs)),
+        "cached_calls": dg.MetadataValue.int(sum(p.cached for p in provs)),
     }
 
 
@@ -60,13 +61,14 @@ def structured_story(
         # A partition added by hand in the UI has no request: generate from defaults.
         requests[sid] = StoryRequest(story_id=sid)
         repo.register_request(engine, sid, requests[sid], _by(context))
-    client = llm.client()
+    client = llm.client(engine)
+    fresh = fresh_run(context)
     limit = asyncio.Semaphore(llm.concurrency())
 
     async def work(sid: str) -> Generated[StructuredStory]:
         async with limit:
             result = await client.generate_structured_story(
-                requests[sid], CallContext(story_id=sid, asset="structured_story")
+                requests[sid], CallContext(story_id=sid, asset="structured_story", fresh=fresh)
             )
         wanted = requests[sid].scene_count
         if wanted and result.value.story_meta.scene_count != wanted:
@@ -123,7 +125,8 @@ def _story_level(field: str):
         ids = story_ids(context)
         engine = db.engine()
         stories = repo.load_stories(engine, ids)
-        client = llm.client()
+        client = llm.client(engine)
+        fresh = fresh_run(context)
         limit = asyncio.Semaphore(llm.concurrency())
 
         async def work(sid: str) -> Generated:
@@ -131,7 +134,7 @@ def _story_level(field: str):
                 raise LookupError(f"story {sid} has no structured_story yet")
             async with limit:
                 result = await getattr(client, method)(
-                    stories[sid], CallContext(story_id=sid, asset=field)
+                    stories[sid], CallContext(story_id=sid, asset=field, fresh=fresh)
                 )
             await asyncio.to_thread(
                 repo.save_story_field,
@@ -173,13 +176,16 @@ def scene_moments(
     ids = story_ids(context)
     engine = db.engine()
     stories = repo.load_stories(engine, ids)
-    client = llm.client()
+    client = llm.client(engine)
+    fresh = fresh_run(context)
     limit = asyncio.Semaphore(llm.concurrency())
 
     async def one(sid: str, story: StructuredStory, number: int) -> Generated:
         async with limit:
             return await client.generate_scene_moment(
-                story, number, CallContext(story_id=sid, asset="scene_moments", scene_number=number)
+                story,
+                number,
+                CallContext(story_id=sid, asset="scene_moments", scene_number=number, fresh=fresh),
             )
 
     async def work(sid: str) -> pd.DataFrame:

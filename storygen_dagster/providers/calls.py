@@ -1,0 +1,185 @@
+"""A provider call as the pipeline sees it: look in the cache, check the story's budget, send
+through the retry layer, record the call in the ledger (tokens, cost, attempts, status)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from storygen_dagster.providers.base import CallContext, ProviderError
+from storygen_dagster.providers.http import HttpResult, ProviderHttp
+from storygen_dagster.settings import ModelPrice, Settings
+from storygen_dagster.storage import call_cache
+from storygen_dagster.storage.call_cache import CallRecord
+
+log = logging.getLogger("storygen.providers")
+
+
+class BudgetExceeded(ProviderError):
+    pass
+
+
+@dataclass
+class CallOutcome:
+    key: str
+    response: Any
+    cached: bool
+    attempts: int
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+def chat_cost(price: ModelPrice | None, prompt_tokens: int, completion_tokens: int) -> float:
+    if price is None:
+        return 0.0
+    return (prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok) / 1e6
+
+
+def image_cost(price: ModelPrice | None, width: int, height: int) -> float:
+    if price is None:
+        return 0.0
+    return price.per_image + price.per_megapixel * width * height / 1e6
+
+
+class ProviderCalls:
+    def __init__(self, http: ProviderHttp, model: str, engine: sa.Engine, settings: Settings):
+        self.http = http
+        self.model = model
+        self.engine = engine
+        self.settings = settings
+        self.price = settings.price(model)
+        if self.price is None:
+            log.warning(
+                "no price for model %s: its calls are recorded at $0 and not budgeted",
+                model,
+                extra={"provider": http.provider},
+            )
+
+    def key(self, endpoint: str, body: dict) -> str:
+        return call_cache.cache_key(self.http.provider, self.model, endpoint, body)
+
+    async def fetch(
+        self,
+        ctx: CallContext,
+        client: httpx.AsyncClient,
+        endpoint: str,
+        body: dict,
+        *,
+        estimate_usd: float,
+    ) -> CallOutcome:
+        """The cached success for this exact request, or a new paid call (not yet recorded:
+        the caller records it once it knows whether the answer is usable)."""
+        key = self.key(endpoint, body)
+        if not ctx.fresh:
+            hit = await asyncio.to_thread(call_cache.lookup, self.engine, key)
+            if hit is not None:
+                return CallOutcome(
+                    key,
+                    hit.response,
+                    True,
+                    hit.attempts,
+                    hit.latency_ms or 0.0,
+                    hit.prompt_tokens,
+                    hit.completion_tokens,
+                    hit.cost_usd,
+                )
+        await self._check_budget(ctx, estimate_usd)
+        try:
+            result: HttpResult = await self.http.post_json(client, endpoint, body)
+        except ProviderError as exc:
+            await self.record_failure(ctx, key, endpoint, body, exc)
+            raise
+        return CallOutcome(key, result.body, False, result.attempts, result.latency_ms)
+
+    async def _check_budget(self, ctx: CallContext, estimate_usd: float) -> None:
+        limit = self.settings.max_cost_per_story_usd
+        spent = await asyncio.to_thread(call_cache.story_spend, self.engine, ctx.story_id)
+        if spent + estimate_usd > limit:
+            raise BudgetExceeded(
+                f"budget exceeded for story {ctx.story_id}: spent ${spent:.4f} + this "
+                f"{ctx.asset} call up to ${estimate_usd:.4f} > "
+                f"STORYGEN_MAX_COST_PER_STORY_USD=${limit:.4f}"
+            )
+
+    async def record(
+        self,
+        ctx: CallContext,
+        outcome: CallOutcome,
+        endpoint: str,
+        body: dict,
+        *,
+        status: str,
+        response: Any = None,
+        error: str | None = None,
+    ) -> None:
+        if outcome.cached:
+            return
+        rec = self._record(ctx, outcome.key, endpoint, body, status)
+        rec.response = outcome.response if response is None else response
+        rec.http_status = 200
+        rec.error = error and self.http.redact(error)
+        rec.attempts = outcome.attempts
+        rec.latency_ms = outcome.latency_ms
+        rec.prompt_tokens = outcome.prompt_tokens
+        rec.completion_tokens = outcome.completion_tokens
+        rec.cost_usd = outcome.cost_usd
+        await asyncio.to_thread(call_cache.record, self.engine, rec)
+
+    async def record_failure(
+        self, ctx: CallContext, key: str, endpoint: str, body: dict, exc: ProviderError
+    ) -> None:
+        rec = self._record(ctx, key, endpoint, body, "failed")
+        rec.http_status = exc.status_code
+        rec.error = self.http.redact(str(exc))
+        rec.attempts = getattr(exc, "attempts", 1)
+        rec.latency_ms = getattr(exc, "latency_ms", 0.0)
+        log.error(
+            "provider call failed: provider=%s status=%s attempts=%s story_id=%s scene_id=%s "
+            "asset=%s: %s",
+            self.http.provider,
+            exc.status_code,
+            rec.attempts,
+            ctx.story_id,
+            ctx.scene_number,
+            ctx.asset,
+            rec.error,
+            extra={
+                "story_id": ctx.story_id,
+                "scene_id": ctx.scene_number,
+                "asset": ctx.asset,
+                "provider": self.http.provider,
+            },
+        )
+        await asyncio.to_thread(call_cache.record, self.engine, rec)
+
+    def _record(
+        self, ctx: CallContext, key: str, endpoint: str, body: dict, status: str
+    ) -> CallRecord:
+        # `body` never holds the key: it travels only in the Authorization header.
+        return CallRecord(
+            cache_key=key,
+            provider=self.http.provider,
+            model=self.model,
+            endpoint=endpoint,
+            request=body,
+            status=status,
+            story_id=ctx.story_id,
+            asset=ctx.asset,
+            scene_number=ctx.scene_number,
+        )
+
+    async def mark_succeeded(self, outcome: CallOutcome) -> None:
+        if not outcome.cached:
+            await asyncio.to_thread(call_cache.mark_succeeded, self.engine, outcome.key)
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,113 @@
+"""Provider selection by setting, and the start-up check that a real provider has its key."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from storygen_dagster.providers.base import ImageService, StoryLLM
+from storygen_dagster.providers.calls import ProviderCalls
+from storygen_dagster.providers.http import ProviderHttp
+from storygen_dagster.providers.images_http import HttpImageService
+from storygen_dagster.providers.openai_chat import OpenAIChatLLM
+from storygen_dagster.settings import Settings
+from storygen_dagster.storage.objects import ObjectStore
+
+IMAGE_BASE_URLS = {
+    "together": "https://api.together.xyz/v1",
+    "openai": "https://api.openai.com/v1",
+}
+
+
+class ProviderConfigError(ValueError):
+    """A real provider is selected but cannot work (names the setting, never its value)."""
+
+
+def check_llm(provider: str, api_key: str | None) -> None:
+    if provider not in ("offline", "openai"):
+        raise ProviderConfigError(f"STORYGEN_LLM_PROVIDER={provider!r}: use offline or openai")
+    if provider != "offline" and not api_key:
+        raise ProviderConfigError(
+            f"STORYGEN_LLM_PROVIDER={provider} needs STORYGEN_LLM_API_KEY (for a local server "
+            "that ignores keys, such as Ollama, set any value)"
+        )
+
+
+def check_images(provider: str, api_key: str | None) -> None:
+    if provider not in ("offline", "together", "openai"):
+        raise ProviderConfigError(
+            f"STORYGEN_IMAGE_PROVIDER={provider!r}: use offline, together or openai"
+        )
+    if provider != "offline" and not api_key:
+        raise ProviderConfigError(
+            f"STORYGEN_IMAGE_PROVIDER={provider} needs STORYGEN_IMAGE_API_KEY"
+        )
+
+
+def check_settings(settings: Settings) -> None:
+    """The CLI calls this before it touches the database or starts a run."""
+    check_llm(settings.llm_provider, _secret(settings.llm_api_key))
+    check_images(settings.image_provider, _secret(settings.image_api_key))
+
+
+def _secret(value) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def build_chat_llm(
+    settings: Settings,
+    engine: sa.Engine | None,
+    *,
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    rpm: int,
+) -> StoryLLM:
+    check_llm("openai", api_key)
+    if engine is None:
+        raise ProviderConfigError("a real LLM provider needs the database for its call cache")
+    http = ProviderHttp(
+        provider="openai",
+        base_url=base_url,
+        api_key=api_key,
+        rpm=rpm,
+        read_timeout_s=settings.llm_read_timeout_s,
+        settings=settings,
+        limit_name="llm:openai",
+    )
+    return OpenAIChatLLM(
+        ProviderCalls(http, model, engine, settings),
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+    )
+
+
+def build_image_service(
+    settings: Settings,
+    engine: sa.Engine | None,
+    store: ObjectStore | None,
+    *,
+    provider: str,
+    base_url: str | None,
+    api_key: str | None,
+    model: str,
+    rpm: int,
+) -> ImageService:
+    check_images(provider, api_key)
+    if engine is None or store is None:
+        raise ProviderConfigError("a real image provider needs the database and object store")
+    http = ProviderHttp(
+        provider=provider,
+        base_url=base_url or IMAGE_BASE_URLS[provider],
+        api_key=api_key,
+        rpm=rpm,
+        read_timeout_s=settings.image_read_timeout_s,
+        settings=settings,
+        limit_name=f"images:{provider}",
+    )
+    return HttpImageService(
+        ProviderCalls(http, model, engine, settings),
+        store,
+        flavor=provider,
+        steps=settings.image_steps,
+        response_format=settings.image_response_format,
+    )

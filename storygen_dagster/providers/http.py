@@ -1,0 +1,211 @@
+"""The one retry layer for every provider HTTP request (tenacity): explicit timeouts; retries
+on timeouts, connection errors, 429 and 5xx with exponential backoff + jitter or the server's
+Retry-After (capped); never on other 4xx; 402 (out of credits) trips a breaker so no further
+request of this client is sent. Each attempt takes the provider's rate limit and one slot of
+the process-wide concurrency limit; backoff sleeps hold neither."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from storygen_dagster.providers.base import ProviderError
+from storygen_dagster.providers.limits import global_slots, rate_limiter
+from storygen_dagster.settings import Settings
+
+log = logging.getLogger("storygen.providers")
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class HttpResult:
+    status: int
+    body: Any  # parsed JSON, or bytes for downloads
+    attempts: int
+    latency_ms: float
+    waits: list[float] = field(default_factory=list)
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or a date)."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+class ProviderHttp:
+    """Resilient requests to one provider. Holds no connection between calls: each logical
+    call opens its own httpx.AsyncClient, because every Dagster step runs a new event loop and
+    a pooled client cannot outlive the loop it was used in."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        api_key: str | None,
+        rpm: int,
+        read_timeout_s: float,
+        settings: Settings,
+        limit_name: str | None = None,
+    ):
+        self.provider = provider
+        # LLM and image calls have separate RPM settings even on the same provider.
+        self.limit_name = limit_name or provider
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.rpm = rpm
+        self.settings = settings
+        self.timeout = httpx.Timeout(
+            connect=settings.http_connect_timeout_s,
+            read=read_timeout_s,
+            write=settings.http_connect_timeout_s,
+            pool=None,  # waiting for a slot is bounded by our own limits
+        )
+        self.out_of_credits: str | None = None
+        self.waits: list[float] = []  # every backoff sleep of this client (logs and tests)
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.timeout, follow_redirects=True)
+
+    async def post_json(self, client: httpx.AsyncClient, path: str, body: dict) -> HttpResult:
+        return await self._request(client, "POST", f"{self.base_url}/{path}", body, api=True)
+
+    async def get_bytes(self, client: httpx.AsyncClient, url: str) -> HttpResult:
+        # A result URL may be on a CDN: it gets neither our key nor our API rate limit.
+        return await self._request(client, "GET", url, None, api=False)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, self.settings.retry_after_max_s)
+        s = self.settings
+        return wait_exponential_jitter(
+            initial=s.retry_backoff_s, max=s.retry_backoff_max_s, jitter=s.retry_backoff_s
+        )(state)
+
+    async def _request(
+        self, client: httpx.AsyncClient, method: str, url: str, body: dict | None, *, api: bool
+    ) -> HttpResult:
+        started = time.perf_counter()
+        waits: list[float] = []
+        attempts = 0
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            self.waits.append(seconds)
+            await asyncio.sleep(seconds)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retry_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            sleep=sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    response = await self._once(client, method, url, body, api)
+        except (_Retryable, ProviderError) as exc:
+            status = exc.status if isinstance(exc, _Retryable) else exc.status_code
+            fatal = isinstance(exc, ProviderError) and exc.fatal
+            what = "gave up after" if isinstance(exc, _Retryable) else "failed on attempt"
+            err = ProviderError(
+                self.redact(f"{self.provider} {method} {_path(url)} {what} {attempts}: {exc}"),
+                status_code=status,
+                fatal=fatal,
+            )
+            err.attempts = attempts  # type: ignore[attr-defined]
+            err.latency_ms = round((time.perf_counter() - started) * 1000, 3)  # type: ignore[attr-defined]
+            raise err from None
+        latency = round((time.perf_counter() - started) * 1000, 3)
+        payload = response.content if not api else _json(response)
+        return HttpResult(response.status_code, payload, attempts, latency, waits)
+
+    async def _once(
+        self, client: httpx.AsyncClient, method: str, url: str, body: dict | None, api: bool
+    ) -> httpx.Response:
+        if self.out_of_credits:
+            raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
+        if api:
+            limiter = rate_limiter(self.limit_name, self.rpm, self.settings.max_concurrency)
+            await limiter.acquire()
+        headers = {"Authorization": f"Bearer {self._api_key}"} if api and self._api_key else {}
+        async with global_slots(self.settings.max_concurrency):
+            if self.out_of_credits:  # tripped while this call waited for a slot
+                raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
+            try:
+                response = await client.request(method, url, json=body, headers=headers)
+            except httpx.TimeoutException as exc:
+                raise _Retryable(f"timeout ({type(exc).__name__})") from exc
+            except httpx.TransportError as exc:
+                raise _Retryable(f"connection error ({type(exc).__name__})") from exc
+        code = response.status_code
+        if code == 429 or code >= 500:
+            raise _Retryable(
+                f"HTTP {code}: {_snippet(response)}", code, parse_retry_after(response.headers)
+            )
+        if code == 402:
+            self.out_of_credits = self.redact(
+                f"{self.provider}: HTTP 402 Payment Required (out of credits), stopping all "
+                f"calls: {_snippet(response)}"
+            )
+            raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
+        if code >= 400:
+            raise ProviderError(f"HTTP {code}: {_snippet(response)}", status_code=code)
+        return response
+
+
+def _path(url: str) -> str:
+    return httpx.URL(url).path
+
+
+def _snippet(response: httpx.Response, limit: int = 300) -> str:
+    return " ".join(response.text.split())[:limit]
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ProviderError(
+            f"HTTP {response.status_code} reply is not JSON: {_snippet(response, 120)}",
+            status_code=response.status_code,
+        ) from exc

@@ -1,0 +1,198 @@
+"""Image generation over HTTP: Together (`POST {base}/images/generations` with model, prompt,
+width, height, steps, seed, n=1, response_format) and the OpenAI images API. Both `b64_json`
+and `url` results are accepted (a URL is downloaded with the same client); the bytes become a
+PNG of the requested size that must decode and not be blank (filtered images come back black).
+
+Cached images live in the object store under the same content-addressed key the scene_images
+asset uses, and the ledger row keeps only that key: megabytes of base64 in a jsonb column
+would bloat the table every SQL/dbt query reads, and the asset needs the object anyway."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from storygen_dagster.domain.ids import content_hash
+from storygen_dagster.domain.images import ImageCheckError, inspect_png
+from storygen_dagster.domain.models import Provenance
+from storygen_dagster.providers.base import CallContext, GeneratedImage, ImageService, ProviderError
+from storygen_dagster.providers.calls import CallOutcome, ProviderCalls, image_cost
+from storygen_dagster.storage.objects import ObjectStore
+
+ENDPOINT = "images/generations"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def to_png(data: bytes, width: int, height: int) -> bytes:
+    """PNG bytes at exactly width x height (JPEG/WebP are converted; an OpenAI size that is not
+    ours is cropped to fill, never stretched)."""
+    if data.startswith(PNG_MAGIC):
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                if img.size == (width, height):
+                    return data
+        except Exception:  # noqa: BLE001 - inspect_png reports undecodable bytes
+            return data
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img = ImageOps.fit(img.convert("RGB"), (width, height))
+            out = io.BytesIO()
+            img.save(out, format="PNG")
+            return out.getvalue()
+    except Exception:  # noqa: BLE001 - let inspect_png name the problem
+        return data
+
+
+def openai_size(model: str, width: int, height: int) -> str:
+    """The OpenAI preset with the orientation of width x height."""
+    wide, tall = (
+        ("1536x1024", "1024x1536")
+        if model.startswith("gpt-image")
+        else (
+            "1792x1024",
+            "1024x1792",
+        )
+    )
+    if abs(width - height) < min(width, height) * 0.1:
+        return "1024x1024"
+    return wide if width > height else tall
+
+
+class HttpImageService(ImageService):
+    def __init__(
+        self,
+        calls: ProviderCalls,
+        store: ObjectStore,
+        *,
+        flavor: str,
+        steps: int,
+        response_format: str,
+    ):
+        if flavor not in ("together", "openai"):
+            raise ValueError(f"unknown image API flavor {flavor!r}")
+        self.calls = calls
+        self.store = store
+        self.flavor = flavor
+        self.provider_name = flavor
+        self.model = calls.model
+        self.steps = steps
+        self.response_format = response_format
+
+    def _body(self, prompt: str, width: int, height: int, seed: int) -> dict[str, Any]:
+        if self.flavor == "openai":
+            # OpenAI takes only preset sizes (the reply is cropped to ours) and no seed or
+            # steps; gpt-image models always answer b64_json and reject response_format.
+            body = {
+                "model": self.model,
+                "prompt": prompt,
+                "n": 1,
+                "size": openai_size(self.model, width, height),
+            }
+            if not self.model.startswith("gpt-image"):
+                body["response_format"] = self.response_format
+            return body
+        return {
+            "model": self.model,
+            "prompt": prompt,
+            "width": width,
+            "height": height,
+            "steps": self.steps,
+            "seed": seed,
+            "n": 1,
+            "response_format": self.response_format,
+            "output_format": "png",
+        }
+
+    async def generate_image(
+        self, prompt: str, ctx: CallContext, *, width: int, height: int, seed: int
+    ) -> GeneratedImage:
+        body = self._body(prompt, width, height, seed)
+        cost = image_cost(self.calls.price, width, height)
+        async with self.calls.http.client() as client:
+            out = await self.calls.fetch(ctx, client, ENDPOINT, body, estimate_usd=cost)
+            if out.cached:
+                key = (out.response or {}).get("object_key")
+                if key and self.store.exists(key):
+                    return self._result(self.store.get(key), out, prompt, width, height)
+                # The object is gone: pay for the image again rather than fail.
+                fresh = CallContext(ctx.story_id, ctx.asset, ctx.scene_number, fresh=True)
+                out = await self.calls.fetch(fresh, client, ENDPOINT, body, estimate_usd=cost)
+            out.cost_usd = cost
+            try:
+                raw, source = await self._image_bytes(client, out)
+                png = to_png(raw, width, height)
+                inspect_png(png, width=width, height=height)
+            except (ProviderError, ImageCheckError) as exc:
+                summary = {"error": str(exc), "data": _summary(out.response)}
+                await self.calls.record(
+                    ctx, out, ENDPOINT, body, status="failed", response=summary, error=str(exc)
+                )
+                raise ProviderError(
+                    f"{self.flavor} image for story {ctx.story_id} scene {ctx.scene_number}: {exc}"
+                ) from None
+        key = self.store.key_for("images", ctx.story_id, png, ".png")
+        self.store.put(key, png)
+        stored = {
+            "object_key": key,
+            "sha256": content_hash(png),
+            "source": source,
+            "width": width,
+            "height": height,
+            "bytes": len(png),
+        }
+        await self.calls.record(ctx, out, ENDPOINT, body, status="succeeded", response=stored)
+        return self._result(png, out, prompt, width, height)
+
+    async def _image_bytes(self, client, out: CallOutcome) -> tuple[bytes, str]:
+        try:
+            item = out.response["data"][0]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ProviderError(f"image reply has no data: {_summary(out.response)}") from exc
+        if item.get("b64_json"):
+            try:
+                return base64.b64decode(item["b64_json"], validate=True), "b64_json"
+            except (binascii.Error, ValueError) as exc:
+                raise ProviderError("image reply b64_json is not valid base64") from exc
+        if item.get("url"):
+            download = await self.calls.http.get_bytes(client, item["url"])
+            out.attempts += download.attempts
+            out.latency_ms += download.latency_ms
+            return download.body, "url"
+        raise ProviderError(f"image reply has neither b64_json nor url: {_summary(out.response)}")
+
+    def _result(
+        self, png: bytes, out: CallOutcome, prompt: str, width: int, height: int
+    ) -> GeneratedImage:
+        return GeneratedImage(
+            png=png,
+            width=width,
+            height=height,
+            provenance=Provenance(
+                provider=self.provider_name,
+                model=self.model,
+                prompt_sha256=content_hash(prompt),
+                latency_ms=round(out.latency_ms, 3),
+                cost_usd=round(out.cost_usd, 8),
+                attempts=out.attempts,
+                cached=out.cached,
+            ),
+        )
+
+
+def _summary(response: Any) -> Any:
+    """The reply without image bytes (a failed row must not carry megabytes of base64)."""
+    if not isinstance(response, dict):
+        return str(response)[:300]
+    data = response.get("data")
+    if isinstance(data, list):
+        data = [
+            {k: (f"<{len(v)} chars>" if k == "b64_json" else v) for k, v in d.items()}
+            if isinstance(d, dict)
+            else d
+            for d in data
+        ]
+    return {**response, "data": data}

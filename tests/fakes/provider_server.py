@@ -1,0 +1,203 @@
+"""A fake OpenAI-compatible chat + Together-compatible images server on loopback: real HTTP on
+a free port in a thread, answering valid replies unless a scripted fault is queued for the
+next request of that kind. Every request is recorded (time, path, body, auth) for asserts."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.providers import offline
+
+
+@dataclass
+class Seen:
+    kind: str
+    path: str
+    at: float
+    body: Any
+    auth: str | None
+
+
+def canned_value(schema_name: str, prompt: str) -> dict:
+    """A valid answer for the schema, driven by the prompt like a real model would be."""
+    scene_count = re.search(r"use exactly (\d)", prompt)
+    name = re.search(r"Child's name: (.+)", prompt)
+    request = StoryRequest(
+        scene_count=int(scene_count.group(1)) if scene_count else None,
+        child_name=name.group(1).strip() if name else None,
+    )
+    story = offline._story(request)
+    if schema_name == "StructuredStory":
+        return story.model_dump(mode="json")
+    if schema_name == "VisualProfile":
+        return offline._visual_profile(story).model_dump(mode="json")
+    if schema_name == "BaseStyle":
+        return offline._base_style(story).model_dump(mode="json")
+    if schema_name == "SceneMoment":
+        number = int(re.search(r"for scene\s+(\d+)", prompt).group(1))
+        return {"scene_number": number, "moment": f"the child smiles in scene {number}"}
+    raise ValueError(schema_name)
+
+
+def solid_png(width: int, height: int, color=(0, 0, 0), fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format=fmt)
+    return out.getvalue()
+
+
+class FakeProvider:
+    def __init__(self, api_key: str = "sk-test-key"):
+        self.api_key = api_key
+        self.script: dict[str, deque[dict]] = {"chat": deque(), "images": deque(), "files": deque()}
+        self.seen: list[Seen] = []
+        self.files: dict[str, bytes] = {}
+        self.delay_s = 0.0  # every request, for concurrency tests
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.root}/v1"
+
+    def __enter__(self) -> FakeProvider:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def queue(self, kind: str, *faults: dict) -> None:
+        self.script[kind].extend(faults)
+
+    def count(self, kind: str | None = None) -> int:
+        return sum(1 for s in self.seen if kind is None or s.kind == kind)
+
+    def times(self, kind: str) -> list[float]:
+        return [s.at for s in self.seen if s.kind == kind]
+
+    # -- request handling -------------------------------------------------------------------
+    def _respond(self, kind: str, body: Any, fault: dict) -> tuple[int, dict, bytes]:
+        if "status" in fault:
+            payload = fault.get("body", {"error": {"message": f"scripted {fault['status']}"}})
+            return fault["status"], fault.get("headers", {}), json.dumps(payload).encode()
+        if kind == "files":
+            return 200, {"Content-Type": "image/png"}, fault["data"]
+        if kind == "chat":
+            return 200, {}, json.dumps(self._chat(body, fault)).encode()
+        return 200, {}, json.dumps(self._image(body, fault)).encode()
+
+    def _chat(self, body: dict, fault: dict) -> dict:
+        schema = body["response_format"]["json_schema"]["name"]
+        prompt = body["messages"][1]["content"]
+        valid = json.dumps(canned_value(schema, prompt))
+        content = fault.get("content", "{json}").replace("{json}", valid)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if fault.get("reasoning_only"):
+            message = {"role": "assistant", "content": "", "reasoning_content": f"Plan: {content}"}
+        if fault.get("refusal"):
+            message = {"role": "assistant", "content": None, "refusal": fault["refusal"]}
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": fault.get("finish", "stop")}
+            ],
+            "usage": {
+                "prompt_tokens": len(json.dumps(body["messages"])) // 4,
+                "completion_tokens": max(1, len(content) // 4),
+            },
+        }
+
+    def _image(self, body: dict, fault: dict) -> dict:
+        width, height = body.get("width"), body.get("height")
+        if "size" in body:
+            width, height = (int(v) for v in body["size"].split("x"))
+        png = fault.get("png") or offline.paint_scene(body["prompt"], width, height, 7)
+        if body.get("response_format") == "url":
+            name = f"img{len(self.files)}.png"
+            self.files[name] = png
+            return {"data": [{"url": f"{self.root}/files/{name}?sig=abc"}]}
+        return {"data": [{"b64_json": base64.b64encode(png).decode(), "index": 0}]}
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def _handle(self, method: str) -> None:
+                path = self.path.split("?")[0]
+                kind = (
+                    "chat"
+                    if path.endswith("/chat/completions")
+                    else "images"
+                    if path.endswith("/images/generations")
+                    else "files"
+                )
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                auth = self.headers.get("Authorization")
+                with fake.lock:
+                    fake.seen.append(Seen(kind, path, time.monotonic(), body, auth))
+                    fault = fake.script[kind].popleft() if fake.script[kind] else {}
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    time.sleep(fault.get("sleep", fake.delay_s))
+                    if kind == "files":
+                        name = path.rsplit("/", 1)[1]
+                        fault = {**fault, "data": fake.files.get(name, b"")}
+                        if auth:  # the CDN must never see the API key
+                            fault = {"status": 400, "body": {"error": "auth sent to CDN"}}
+                    elif auth != f"Bearer {fake.api_key}":
+                        # Like real APIs, echo (part of) the key: callers must redact it.
+                        fault = {
+                            "status": 401,
+                            "body": {"error": {"message": f"Incorrect API key: {auth}"}},
+                        }
+                    status, headers, payload = fake._respond(kind, body, fault)
+                    self.send_response(status)
+                    ctype = headers.pop("Content-Type", "application/json")
+                    self.send_header("Content-Type", ctype)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self._handle("POST")
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._handle("GET")
+
+        return Handler

@@ -1,0 +1,187 @@
+"""The chat client against the loopback fake: retries, waits, reply parsing, repair, no-retry
+4xx, cache and budget. Calls go straight through the client (no Dagster run) to stay fast."""
+
+import asyncio
+import time
+
+import pytest
+
+from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.providers import offline
+from storygen_dagster.providers.base import CallContext, ProviderError
+from storygen_dagster.providers.calls import BudgetExceeded
+from storygen_dagster.storage import call_cache
+from tests.fakes.helpers import KEY, llm_resource
+
+pytest_plugins = ["tests.fakes.fixtures"]  # fake, provider_env, real_resources
+
+STORY = offline._story(StoryRequest(scene_count=3, child_name="Ada"))
+
+
+def moment(client, scene=1, story_id="s-1", fresh=False):
+    ctx = CallContext(story_id, "scene_moments", scene, fresh=fresh)
+    return asyncio.run(client.generate_scene_moment(STORY, scene, ctx))
+
+
+@pytest.fixture()
+def client(fake, provider_env, engine):
+    return llm_resource(fake).client(engine)
+
+
+def test_429_retry_after_is_honoured(fake, client, engine):
+    fake.queue("chat", {"status": 429, "headers": {"Retry-After": "1"}})
+    result = moment(client)
+    assert result.value.scene_number == 1
+    assert fake.count("chat") == 2
+    first, second = fake.times("chat")
+    assert second - first >= 0.95  # the server's wait, not the 0.01 s backoff
+    assert client.calls.http.waits == [1.0]
+    assert result.provenance.attempts == 2
+    row = call_cache.ledger(engine).iloc[0]
+    assert (row["status"], row["attempts"]) == ("succeeded", 2)
+
+
+def test_retry_after_is_capped(fake, provider_env, engine):
+    provider_env.setenv("STORYGEN_RETRY_AFTER_MAX_S", "0.2")
+    client = llm_resource(fake).client(engine)
+    fake.queue("chat", {"status": 429, "headers": {"Retry-After": "120"}})
+    started = time.monotonic()
+    moment(client)
+    assert client.calls.http.waits == [0.2]
+    assert time.monotonic() - started < 5
+
+
+def test_503_then_success(fake, client):
+    fake.queue("chat", {"status": 503}, {"status": 502})
+    result = moment(client)
+    assert fake.count("chat") == 3
+    assert result.provenance.attempts == 3
+    assert all(w <= 0.06 for w in client.calls.http.waits)
+
+
+def test_read_timeout_then_success(fake, provider_env, engine):
+    provider_env.setenv("STORYGEN_LLM_READ_TIMEOUT_S", "0.3")
+    client = llm_resource(fake).client(engine)
+    fake.queue("chat", {"sleep": 1.0})
+    result = moment(client)
+    assert fake.count("chat") == 2
+    assert result.provenance.attempts == 2
+
+
+def test_5xx_gives_up_after_the_attempt_budget(fake, client, engine):
+    fake.queue("chat", *[{"status": 500}] * 10)
+    with pytest.raises(ProviderError, match="gave up after 4") as err:
+        moment(client)
+    assert err.value.status_code == 500
+    assert fake.count("chat") == 4
+    row = call_cache.ledger(engine).iloc[0]
+    assert (row["status"], row["http_status"], row["attempts"]) == ("failed", 500, 4)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_client_errors_are_not_retried(fake, client, status):
+    fake.queue("chat", {"status": status})
+    with pytest.raises(ProviderError) as err:
+        moment(client)
+    assert err.value.status_code == status
+    assert fake.count("chat") == 1
+
+
+def test_wrong_key_401_is_not_retried_and_the_key_is_redacted(fake, provider_env, engine):
+    bad_key = "sk-wrong-" + KEY
+    client = llm_resource(fake, api_key=bad_key).client(engine)
+    with pytest.raises(ProviderError) as err:
+        moment(client)
+    assert fake.count("chat") == 1 and err.value.status_code == 401
+    assert bad_key not in str(err.value) and "***" in str(err.value)
+    assert bad_key not in call_cache.ledger(engine).to_string()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "```json\n{json}\n```",
+        "Sure! Here is the scene:\n\n{json}\n\nLet me know if you want changes.",
+        '<think>The user wants {"scene_number": 9}. Fine.</think>\n{json}',
+        "reasoning without an opening tag</think>```\n{json}\n```",
+    ],
+    ids=["fenced", "chatter", "think", "half-think"],
+)
+def test_messy_replies_parse_without_a_repair(fake, client, content):
+    fake.queue("chat", {"content": content})
+    assert moment(client).value.moment.startswith("the child smiles")
+    assert fake.count("chat") == 1
+
+
+def test_answer_only_in_reasoning_content(fake, client):
+    fake.queue("chat", {"reasoning_only": True})
+    assert moment(client).value.scene_number == 1
+    assert fake.count("chat") == 1
+
+
+def test_schema_invalid_reply_gets_one_repair(fake, client, engine):
+    fake.queue("chat", {"content": '{"scene_number": 1, "mood": "happy"}'})
+    result = moment(client)
+    assert result.value.moment and fake.count("chat") == 2
+    repair_messages = fake.seen[1].body["messages"]
+    assert "did not match the schema" in repair_messages[-1]["content"]
+    assert "moment" in repair_messages[-1]["content"]  # the validation error is shown
+    assert result.provenance.attempts == 2
+    ledger = call_cache.ledger(engine)
+    assert list(ledger["status"]) == ["succeeded", "succeeded"]  # the pair replays on re-run
+    assert moment(client).provenance.cached and fake.count("chat") == 2
+
+
+def test_invalid_twice_fails_with_the_validation_error(fake, client, engine):
+    fake.queue("chat", {"content": "not json at all"}, {"content": '{"moment": ""}'})
+    with pytest.raises(ProviderError, match="after one repair"):
+        moment(client)
+    assert fake.count("chat") == 2
+    assert set(call_cache.ledger(engine)["status"]) == {"failed"}
+
+
+def test_truncated_reply_fails_clearly(fake, client):
+    fake.queue("chat", {"content": '{"scene_number": 1, "mom', "finish": "length"})
+    with pytest.raises(ProviderError, match="STORYGEN_LLM_MAX_TOKENS"):
+        moment(client)
+    assert fake.count("chat") == 1
+
+
+def test_refusal_fails_clearly(fake, client):
+    fake.queue("chat", {"refusal": "I can't help with that."})
+    with pytest.raises(ProviderError, match="refused"):
+        moment(client)
+    assert fake.count("chat") == 1
+
+
+def test_cached_call_is_reused_and_fresh_bypasses_it(fake, client, engine):
+    first = moment(client)
+    again = moment(client)
+    assert fake.count("chat") == 1
+    assert again.provenance.cached and not first.provenance.cached
+    assert again.value == first.value
+    assert again.provenance.cost_usd == first.provenance.cost_usd > 0
+    moment(client, fresh=True)
+    assert fake.count("chat") == 2
+    row = call_cache.ledger(engine).iloc[0]
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 and row["cost_usd"] > 0
+    assert len(call_cache.ledger(engine)) == 1  # one row per distinct request
+
+
+def test_request_body_has_a_strict_json_schema(fake, client):
+    moment(client)
+    body = fake.seen[0].body
+    fmt = body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    schema = fmt["json_schema"]["schema"]
+    assert schema["additionalProperties"] is False
+    assert sorted(schema["required"]) == ["moment", "scene_number"]
+    assert fake.seen[0].auth == f"Bearer {KEY}"
+
+
+def test_budget_is_checked_before_the_call(fake, provider_env, engine):
+    provider_env.setenv("STORYGEN_MAX_COST_PER_STORY_USD", "0.000001")
+    client = llm_resource(fake).client(engine)
+    with pytest.raises(BudgetExceeded, match="STORYGEN_MAX_COST_PER_STORY_USD"):
+        moment(client)
+    assert fake.count("chat") == 0

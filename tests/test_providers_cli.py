@@ -1,0 +1,80 @@
+"""The issue's "done when", through the real CLI: `storygen demo --stories 2 --json` against
+the fake chat and image endpoints, then `storygen run ID` makes no provider request and
+`storygen run ID --fresh` makes new ones. Settings come from STORYGEN_* variables only."""
+
+import json
+import logging
+
+import pytest
+from click.testing import CliRunner
+
+from storygen_dagster.cli import main
+from storygen_dagster.storage import call_cache
+from tests.fakes.helpers import CHAT_MODEL, IMAGE_MODEL, KEY
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture()
+def cli_env(fake, provider_env, database_url, tmp_path):
+    env = {
+        "STORYGEN_DATABASE_URL": database_url,
+        "STORYGEN_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),  # a throwaway instance for this test
+        "STORYGEN_LLM_PROVIDER": "openai",
+        "STORYGEN_LLM_BASE_URL": fake.url,
+        "STORYGEN_LLM_API_KEY": KEY,
+        "STORYGEN_LLM_MODEL": CHAT_MODEL,
+        "STORYGEN_IMAGE_PROVIDER": "together",
+        "STORYGEN_IMAGE_BASE_URL": fake.url,
+        "STORYGEN_IMAGE_API_KEY": KEY,
+        "STORYGEN_IMAGE_MODEL": IMAGE_MODEL,
+        "STORYGEN_IMAGE_WIDTH": "320",
+        "STORYGEN_IMAGE_HEIGHT": "240",
+    }
+    (tmp_path / "dagster").mkdir()
+    for name, value in env.items():
+        provider_env.setenv(name, value)
+    yield provider_env
+    # The CLI attached a log handler to CliRunner's (now closed) stderr.
+    logger = logging.getLogger("storygen")
+    for handler in [h for h in logger.handlers if getattr(h, "_storygen", False)]:
+        logger.removeHandler(handler)
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(main, list(args))
+    return result
+
+
+def test_demo_then_run_reuses_every_call_then_fresh_pays_again(fake, cli_env, engine):
+    result = _invoke("demo", "--stories", "2", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    books = payload["stories"]
+    assert len(books) == 2 and all(b["book"] and b["scenes"] >= 3 for b in books)
+    assert KEY not in result.output
+    first = fake.count()
+    scenes = sum(b["scenes"] for b in books)
+    assert fake.count("images") == scenes and fake.count("chat") == 2 * 3 + scenes
+
+    story_id = books[0]["story_id"]
+    rerun = _invoke("run", story_id, "--json")
+    assert rerun.exit_code == 0, rerun.output
+    assert fake.count() == first  # zero new provider requests
+
+    fresh = _invoke("run", story_id, "--fresh", "--json")
+    assert fresh.exit_code == 0, fresh.output
+    assert fake.count() == first + 3 + 2 * books[0]["scenes"]
+    ledger = call_cache.ledger(engine)
+    assert (ledger["cost_usd"].astype(float) > 0).all() and set(ledger["status"]) == {"succeeded"}
+
+
+def test_missing_key_is_a_clear_error_before_anything_runs(fake, cli_env, engine):
+    cli_env.delenv("STORYGEN_IMAGE_API_KEY")
+    result = _invoke("demo", "--stories", "1")
+    assert result.exit_code != 0
+    assert "STORYGEN_IMAGE_PROVIDER=together needs STORYGEN_IMAGE_API_KEY" in result.output
+    assert fake.count() == 0
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("select count(*) from stories").scalar_one() == 0

@@ -1,0 +1,172 @@
+"""The image clients against the loopback fake: b64 and url results, PNG checks, the ledger,
+the cache through the object store, and the shared rate and concurrency limits."""
+
+import asyncio
+import time
+
+import pytest
+
+from storygen_dagster.domain.images import inspect_png
+from storygen_dagster.providers.base import CallContext, ProviderError
+from storygen_dagster.storage import call_cache
+from storygen_dagster.storage.objects import ObjectStore
+from tests.conftest import TEST_HEIGHT, TEST_WIDTH
+from tests.fakes.helpers import image_resource
+from tests.fakes.provider_server import solid_png
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture()
+def store(object_root) -> ObjectStore:
+    return ObjectStore(str(object_root))
+
+
+def draw(client, scene=1, story_id="s-1", fresh=False, prompt="a fox in a forest"):
+    ctx = CallContext(story_id, "scene_images", scene, fresh=fresh)
+    return client.generate_image(prompt, ctx, width=TEST_WIDTH, height=TEST_HEIGHT, seed=42)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_b64_image_is_a_valid_png_and_ledgered(fake, provider_env, engine, store):
+    client = image_resource(fake).client(engine, store)
+    image = run(draw(client))
+    assert inspect_png(image.png, width=TEST_WIDTH, height=TEST_HEIGHT).stddev > 4
+    body = fake.seen[0].body
+    assert body["steps"] == 4 and body["seed"] == 42 and body["n"] == 1
+    assert (body["width"], body["height"], body["response_format"]) == (320, 240, "b64_json")
+    row = call_cache.ledger(engine).iloc[0]
+    assert row["status"] == "succeeded" and float(row["cost_usd"]) == pytest.approx(0.000768)
+    assert image.provenance.cost_usd == pytest.approx(0.000768)
+    # The ledger keeps the object key, not megabytes of base64.
+    with engine.connect() as conn:
+        response = conn.exec_driver_sql("select response from provider_calls").scalar_one()
+    assert "data" not in response and len(str(response)) < 400
+    assert response["source"] == "b64_json" and store.exists(response["object_key"])
+
+
+def test_cached_image_comes_from_the_object_store(fake, provider_env, engine, store):
+    client = image_resource(fake).client(engine, store)
+    first = run(draw(client))
+    again = run(draw(client))
+    assert fake.count("images") == 1 and again.provenance.cached and again.png == first.png
+    run(draw(client, fresh=True))
+    assert fake.count("images") == 2
+
+
+def test_url_image_is_downloaded_without_the_key(fake, provider_env, engine, store):
+    provider_env.setenv("STORYGEN_IMAGE_RESPONSE_FORMAT", "url")
+    client = image_resource(fake).client(engine, store)
+    image = run(draw(client))
+    inspect_png(image.png, width=TEST_WIDTH, height=TEST_HEIGHT)
+    assert fake.count("images") == 1 and fake.count("files") == 1
+    assert fake.seen[1].auth is None  # the CDN never sees the API key
+    assert image.provenance.attempts == 2  # the generation plus the download
+
+
+def test_url_download_retries_a_503(fake, provider_env, engine, store):
+    provider_env.setenv("STORYGEN_IMAGE_RESPONSE_FORMAT", "url")
+    fake.queue("files", {"status": 503})
+    client = image_resource(fake).client(engine, store)
+    run(draw(client))
+    assert fake.count("files") == 2 and fake.count("images") == 1
+
+
+def test_black_image_is_rejected(fake, provider_env, engine, store):
+    fake.queue("images", {"png": solid_png(TEST_WIDTH, TEST_HEIGHT)})
+    client = image_resource(fake).client(engine, store)
+    with pytest.raises(ProviderError, match="blank"):
+        run(draw(client))
+    assert fake.count("images") == 1
+    row = call_cache.ledger(engine).iloc[0]
+    assert row["status"] == "failed" and "blank" in row["error"]
+    # Not reused: a re-run asks again.
+    run(draw(client))
+    assert fake.count("images") == 2
+
+
+def test_jpeg_reply_is_converted_to_png(fake, provider_env, engine, store):
+    import io
+
+    from PIL import Image
+
+    from storygen_dagster.providers.offline import paint_scene
+
+    png = paint_scene("x", TEST_WIDTH, TEST_HEIGHT, 1)
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(jpeg, format="JPEG")
+    fake.queue("images", {"png": jpeg.getvalue()})
+    client = image_resource(fake).client(engine, store)
+    image = run(draw(client))
+    assert image.png.startswith(b"\x89PNG")
+
+
+def test_openai_images_variant(fake, provider_env, engine, store):
+    client = image_resource(fake, provider="openai").client(engine, store)
+    image = run(draw(client))
+    body = fake.seen[0].body
+    assert body["size"] == "1792x1024" and "steps" not in body and "seed" not in body
+    # The 1792x1024 reply is cropped to the book's size, not stretched.
+    inspect_png(image.png, width=TEST_WIDTH, height=TEST_HEIGHT)
+    assert image.provenance.provider == "openai"
+    assert fake.seen[0].path == "/v1/images/generations"
+
+
+def test_rate_limit_spaces_requests(fake, provider_env, engine, store):
+    # 120 RPM = bursts of 2 per second: 6 calls take at least ~2 s.
+    client = image_resource(fake, rpm=120).client(engine, store)
+
+    async def many():
+        await asyncio.gather(*(draw(client, scene=i, prompt=f"scene {i}") for i in range(6)))
+
+    started = time.monotonic()
+    run(many())
+    times = fake.times("images")
+    assert len(times) == 6
+    assert max(times) - min(times) >= 1.8
+    assert time.monotonic() - started < 10
+
+
+def test_global_concurrency_limit_is_shared(fake, provider_env, engine, store):
+    provider_env.setenv("STORYGEN_MAX_CONCURRENCY", "2")
+    fake.delay_s = 0.2
+    images = image_resource(fake).client(engine, store)
+    from tests.fakes.helpers import llm_resource
+
+    llm = llm_resource(fake).client(engine)
+    from storygen_dagster.domain.models import StoryRequest
+    from storygen_dagster.providers import offline
+
+    story = offline._story(StoryRequest(scene_count=3))
+
+    async def mixed():
+        calls = [draw(images, scene=i, prompt=f"p{i}") for i in range(3)]
+        calls += [
+            llm.generate_scene_moment(story, n, CallContext("s-2", "scene_moments", n))
+            for n in (1, 2, 3)
+        ]
+        await asyncio.gather(*calls)
+
+    run(mixed())
+    assert fake.count() == 6 and fake.max_in_flight == 2
+
+
+def test_image_402_trips_the_breaker(fake, provider_env, engine, store):
+    fake.queue("images", {"status": 402, "body": {"error": "insufficient credits"}})
+    client = image_resource(fake).client(engine, store)
+    with pytest.raises(ProviderError) as err:
+        run(draw(client))
+    assert err.value.fatal and err.value.status_code == 402
+    with pytest.raises(ProviderError, match="402"):
+        run(draw(client, scene=2))
+    assert fake.count("images") == 1  # the second call never left the process
+
+
+def test_b64_payload_is_validated(fake, provider_env, engine, store):
+    fake.queue("images", {"png": b"not an image"})
+    client = image_resource(fake).client(engine, store)
+    with pytest.raises(ProviderError, match="does not decode"):
+        run(draw(client))
