@@ -180,8 +180,17 @@ def demo(ctx: Context, count: int, as_json: bool) -> None:
     help="A JSON request ('-' for standard input).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Insert into story_requests for the sensor/schedule instead of running now.",
+)
+@click.option("--priority", default=0, show_default=True, help="With --enqueue: higher first.")
+@click.option("--by", "requested_by", default="cli", show_default=True, help="requested_by.")
 @click.pass_obj
-def request(ctx: Context, path: Path, as_json: bool) -> None:
+def request(
+    ctx: Context, path: Path, as_json: bool, enqueue: bool, priority: int, requested_by: str
+) -> None:
     """Validate a story request, add its partition and generate the book."""
     if str(path) == "-":
         raw = sys.stdin.read()
@@ -190,6 +199,25 @@ def request(ctx: Context, path: Path, as_json: bool) -> None:
             raw = path.read_text()
         except OSError as exc:
             raise click.ClickException(f"cannot read {path}: {exc.strerror}") from exc
+    parsed = parse_request(raw, str(path))
+    if enqueue:
+        from storygen_dagster.storage.requests import enqueue as insert_request
+
+        request_id = insert_request(
+            ctx.engine,
+            parsed.model_dump(mode="json", exclude_none=True),
+            story_id=parsed.story_id,
+            requested_by=requested_by,
+            priority=priority,
+        )
+        result = {"request_id": request_id, "story_id": parsed.story_id, "status": "pending"}
+        click.echo(
+            json.dumps(result)
+            if as_json
+            else f"queued request {request_id} for story {parsed.story_id}: the "
+            "story_request_sensor picks it up (storygen dev), or nightly_stories"
+        )
+        return
     _generate(ctx, [parse_request(raw, str(path))], as_json)
 
 
@@ -240,6 +268,47 @@ def status(ctx: Context, story_id: str | None, as_json: bool) -> None:
         click.echo("no stories yet: try `storygen demo`")
     else:
         click.echo(frame.drop(columns=["updated_at"]).to_string(index=False))
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, help="Webserver port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Webserver host.")
+@click.pass_obj
+def dev(ctx: Context, port: int, host: str) -> None:
+    """Run the Dagster UI and daemon (sensors, schedules, run queue) on the project's instance."""
+    import os
+    import signal
+    import subprocess
+
+    ctx.instance()  # embedded Postgres up, migrated, dagster.yaml written; kept alive below
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(workspace),
+        "-p",
+        str(port),
+        "-h",
+        host,
+    ]
+    click.echo(f"Dagster UI: http://{host}:{port}  (Ctrl-C stops it)")
+    # dagster dev ignores SIGTERM; it stops on SIGINT. A background shell may have handed us
+    # SIGINT ignored, so the child gets the default handler back.
+    proc = subprocess.Popen(
+        cmd, env=os.environ.copy(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    raise SystemExit(proc.returncode if proc.returncode and proc.returncode > 0 else 0)
 
 
 if __name__ == "__main__":

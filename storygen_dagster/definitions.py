@@ -1,5 +1,6 @@
 import dagster as dg
 
+from storygen_dagster.defs.automation import schedules, sensors
 from storygen_dagster.defs.images import assets as image_assets
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.resources import default_resources
@@ -10,6 +11,13 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([story_assets, image_assets]),
         jobs=[storybook_job],
+        sensors=[
+            sensors.story_request_sensor,
+            sensors.story_run_started_sensor,
+            sensors.story_run_succeeded_sensor,
+            sensors.story_run_failed_sensor,
+        ],
+        schedules=[schedules.nightly_stories],
         resources=resources or default_resources(),
         # Steps share one process: the multiprocess executor costs seconds per step here.
         executor=dg.in_process_executor,

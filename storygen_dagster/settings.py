@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(30.0, ge=0)
     retry_after_max_s: float = Field(60.0, ge=0, description="Cap on a server's Retry-After")
     offline_latency_s: float = Field(0.0, ge=0, le=60, description="Simulated call latency")
+    nightly_cron: str = Field("0 2 * * *", description="nightly_stories schedule (cron)")
+    nightly_timezone: str = Field("UTC", description="IANA timezone of the nightly schedule")
+    request_max_attempts: int = Field(3, ge=1, le=50, description="Launches per request")
+    request_sensor_interval_s: int = Field(15, ge=5, le=3600)
+    request_batch_size: int = Field(100, ge=1, le=5000, description="Requests per sensor tick")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 

@@ -82,3 +82,22 @@ provider_calls = sa.Table(
     sa.Column("cost_usd", sa.Numeric(12, 6), nullable=False, server_default="0"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
+
+
+REQUEST_STATUSES = ("pending", "queued", "running", "succeeded", "failed", "rejected")
+
+story_requests = sa.Table(
+    "story_requests",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("story_id", sa.Text, unique=True),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("run_id", sa.Text),
+    sa.Column("requested_by", sa.Text),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)

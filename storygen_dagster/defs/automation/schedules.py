@@ -1,0 +1,63 @@
+"""nightly_stories: every pending or failed-but-retryable request, launched as a batch (one
+run per contiguous range of their partitions), so nothing waits more than a day."""
+
+import dagster as dg
+
+from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, accept
+from storygen_dagster.defs.jobs import storybook_job
+from storygen_dagster.defs.partitions import story_partitions
+from storygen_dagster.defs.resources import StoryDatabase
+from storygen_dagster.pipeline import RANGE_END, RANGE_START, contiguous_ranges
+from storygen_dagster.settings import get_settings
+from storygen_dagster.storage import requests as queue
+
+_settings = get_settings()
+
+
+@dg.schedule(
+    job=storybook_job,
+    cron_schedule=_settings.nightly_cron,
+    execution_timezone=_settings.nightly_timezone,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Pending and retryable failed requests, as a batch of range runs.",
+)
+def nightly_stories(context: dg.ScheduleEvaluationContext, db: StoryDatabase):
+    engine = db.engine()
+    settings = get_settings()
+    rows = queue.read_requests(
+        engine,
+        statuses=("pending", "failed"),
+        limit=10_000,
+        max_attempts=settings.request_max_attempts,
+    )
+    accepted = {}
+    for row in rows:
+        story_id = accept(engine, row, by="schedule:nightly_stories")
+        if story_id is not None:
+            accepted[story_id] = row
+    if not accepted:
+        return dg.SkipReason(f"no pending or retryable requests ({len(rows)} read)")
+    instance = context.instance
+    existing = set(instance.get_dynamic_partitions(story_partitions.name))
+    missing = [sid for sid in accepted if sid not in existing]
+    if missing:
+        instance.add_dynamic_partitions(story_partitions.name, missing)
+    ordered = instance.get_dynamic_partitions(story_partitions.name)
+    tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
+    run_requests, launches = [], []
+    for group in contiguous_ranges(ordered, list(accepted)):
+        run_key = f"nightly-{tick}-{group[0]}-{group[-1]}"
+        launches += [(accepted[sid].id, sid, run_key) for sid in group]
+        run_requests.append(
+            dg.RunRequest(
+                run_key=run_key,
+                tags={
+                    RANGE_START: group[0],
+                    RANGE_END: group[-1],
+                    RUN_KEY_TAG: run_key,
+                    "storygen/source": "nightly",
+                },
+            )
+        )
+    queue.mark_queued(engine, launches, from_statuses=("pending", "failed"))
+    return run_requests

@@ -1,0 +1,101 @@
+"""story_request_sensor turns pending story_requests rows into partitions and runs; the run
+status sensors carry each run's outcome back to the rows."""
+
+import datetime as dt
+
+import dagster as dg
+
+from storygen_dagster.defs.automation.launches import (
+    REQUEST_TAG,
+    RUN_KEY_TAG,
+    accept,
+    cursor_json,
+    read_cursor,
+    reconcile,
+    run_story_ids,
+)
+from storygen_dagster.defs.jobs import storybook_job
+from storygen_dagster.defs.partitions import story_partitions
+from storygen_dagster.defs.resources import StoryDatabase
+from storygen_dagster.settings import get_settings
+from storygen_dagster.storage import requests as queue
+
+_settings = get_settings()
+
+
+@dg.sensor(
+    job=storybook_job,
+    minimum_interval_seconds=_settings.request_sensor_interval_s,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Pending rows of story_requests → validated stories, partitions and runs.",
+)
+def story_request_sensor(context: dg.SensorEvaluationContext, db: StoryDatabase):
+    engine = db.engine()
+    settings = get_settings()
+    cursor = read_cursor(context.cursor)
+    reconcile(engine, context.instance, dt.datetime.now(dt.UTC))
+    # Status is the queue, not the cursor alone: a failed request set back to pending (an
+    # older id) must be picked up again. The cursor records progress for the UI.
+    rows = queue.read_requests(engine, statuses=("pending",), limit=settings.request_batch_size)
+    launches, run_requests, new_ids = [], [], []
+    for row in rows:
+        story_id = accept(engine, row, by="sensor:story_request_sensor")
+        if story_id is None:
+            continue
+        # Deterministic per request and attempt: a re-evaluated tick (restart, crash before
+        # the rows were marked) asks for the same key, and Dagster launches it once.
+        run_key = f"request-{row.id}-attempt-{row.attempts + 1}"
+        new_ids.append(story_id)
+        launches.append((row.id, story_id, run_key))
+        run_requests.append(
+            dg.RunRequest(
+                run_key=run_key,
+                partition_key=story_id,
+                tags={RUN_KEY_TAG: run_key, REQUEST_TAG: str(row.id)},
+            )
+        )
+    queue.mark_queued(engine, launches)
+    max_id = max([cursor["max_request_id"], *(r.id for r in rows)])
+    existing = set(context.instance.get_dynamic_partitions(story_partitions.name))
+    to_add = [sid for sid in dict.fromkeys(new_ids) if sid not in existing]
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[story_partitions.build_add_request(to_add)] if to_add else [],
+        cursor=cursor_json(max_id, cursor["ticks"] + 1),
+    )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.STARTED,
+    monitored_jobs=[storybook_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks the requests of a started run as running.",
+)
+def story_run_started_sensor(context: dg.RunStatusSensorContext, db: StoryDatabase):
+    story_ids = run_story_ids(context.dagster_run, context.instance)
+    if story_ids:
+        queue.mark_running(db.engine(), story_ids, context.dagster_run.run_id)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[storybook_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks the requests of a finished run succeeded (or failed, per story).",
+)
+def story_run_succeeded_sensor(context: dg.RunStatusSensorContext, db: StoryDatabase):
+    story_ids = run_story_ids(context.dagster_run, context.instance)
+    if story_ids:
+        queue.finish_from_stories(db.engine(), story_ids, context.dagster_run.run_id, None)
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[storybook_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks the requests of a failed run failed, with the error.",
+)
+def story_run_failed_sensor(context: dg.RunFailureSensorContext, db: StoryDatabase):
+    story_ids = run_story_ids(context.dagster_run, context.instance)
+    if story_ids:
+        message = context.failure_event.message or "run failed"
+        queue.finish_from_stories(db.engine(), story_ids, context.dagster_run.run_id, message)

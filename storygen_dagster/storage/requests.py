@@ -1,0 +1,195 @@
+"""The story_requests queue: insert, read pending, and the status lifecycle
+pending → queued → running → succeeded | failed | rejected."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from storygen_dagster.storage.dblog import db_op
+from storygen_dagster.storage.tables import stories, story_requests
+
+NOW = sa.func.now()
+RUN_KEY_PREFIX = "runkey:"  # run_id holds the run key until the run's id is known
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    id: int
+    story_id: str | None
+    payload: dict
+    attempts: int
+    status: str
+
+
+def enqueue(
+    engine: sa.Engine, payload: dict, *, story_id: str | None, requested_by: str, priority: int = 0
+) -> int:
+    with db_op("enqueue_request", story_id=story_id) as op, engine.begin() as conn:
+        new_id = conn.execute(
+            story_requests.insert()
+            .values(
+                story_id=story_id, payload=payload, requested_by=requested_by, priority=priority
+            )
+            .returning(story_requests.c.id)
+        ).scalar_one()
+        op.rows = 1
+    return new_id
+
+
+def read_requests(
+    engine: sa.Engine, *, statuses: Iterable[str], limit: int, max_attempts: int | None = None
+) -> list[PendingRequest]:
+    """Highest priority first, then oldest. Failed rows only while attempts remain."""
+    query = (
+        sa.select(
+            story_requests.c.id,
+            story_requests.c.story_id,
+            story_requests.c.payload,
+            story_requests.c.attempts,
+            story_requests.c.status,
+        )
+        .where(story_requests.c.status.in_(list(statuses)))
+        .order_by(story_requests.c.priority.desc(), story_requests.c.id)
+        .limit(limit)
+    )
+    if max_attempts is not None:
+        query = query.where(
+            sa.or_(story_requests.c.status != "failed", story_requests.c.attempts < max_attempts)
+        )
+    with db_op("read_requests") as op, engine.connect() as conn:
+        rows = conn.execute(query).all()
+        op.rows = len(rows)
+    return [PendingRequest(*row) for row in rows]
+
+
+def reject(engine: sa.Engine, request_id: int, story_id: str | None, error: str) -> None:
+    with db_op("reject_request", story_id=story_id) as op, engine.begin() as conn:
+        op.rows = conn.execute(
+            story_requests.update()
+            .where(story_requests.c.id == request_id, story_requests.c.status == "pending")
+            .values(status="rejected", error=error[:4000], updated_at=NOW)
+        ).rowcount
+
+
+def mark_queued(
+    engine: sa.Engine,
+    launches: list[tuple[int, str, str]],
+    from_statuses: tuple[str, ...] = ("pending",),
+) -> int:
+    """(request id, story id, run key): queued, attempts + 1, run_id = the run key until the
+    run exists. Only rows still in `from_statuses` move, so two evaluations cannot both win."""
+    if not launches:
+        return 0
+    with db_op("queue_requests") as op, engine.begin() as conn:
+        for request_id, story_id, run_key in launches:
+            op.rows += conn.execute(
+                story_requests.update()
+                .where(
+                    story_requests.c.id == request_id, story_requests.c.status.in_(from_statuses)
+                )
+                .values(
+                    status="queued",
+                    story_id=story_id,
+                    error=None,
+                    attempts=story_requests.c.attempts + 1,
+                    run_id=RUN_KEY_PREFIX + run_key,
+                    updated_at=NOW,
+                )
+            ).rowcount
+    return op.rows
+
+
+def unresolved_launches(engine: sa.Engine) -> list[tuple[int, str, str, object]]:
+    """Queued rows whose run id is not known yet: (id, story id, run key, updated_at)."""
+    with db_op("unresolved_launches") as op, engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                story_requests.c.id,
+                story_requests.c.story_id,
+                story_requests.c.run_id,
+                story_requests.c.updated_at,
+            ).where(
+                story_requests.c.status == "queued",
+                story_requests.c.run_id.startswith(RUN_KEY_PREFIX),
+            )
+        ).all()
+        op.rows = len(rows)
+    return [(i, sid, run_id[len(RUN_KEY_PREFIX) :], at) for i, sid, run_id, at in rows]
+
+
+def resolve_launch(engine: sa.Engine, request_id: int, run_id: str | None) -> None:
+    """The run exists: record its id. It never launched (a crash after the rows were marked):
+    back to pending, attempts restored, so the next tick launches it again."""
+    with db_op("resolve_launch") as op, engine.begin() as conn:
+        values = (
+            {"run_id": run_id}
+            if run_id
+            else {
+                "status": "pending",
+                "run_id": None,
+                "attempts": sa.func.greatest(story_requests.c.attempts - 1, 0),
+            }
+        )
+        op.rows = conn.execute(
+            story_requests.update()
+            .where(story_requests.c.id == request_id, story_requests.c.status == "queued")
+            .values(**values, updated_at=NOW)
+        ).rowcount
+
+
+def mark_running(engine: sa.Engine, story_ids: list[str], run_id: str) -> int:
+    with db_op("requests_running", story_id=",".join(story_ids)) as op, engine.begin() as conn:
+        op.rows = conn.execute(
+            story_requests.update()
+            .where(
+                story_requests.c.story_id.in_(story_ids),
+                story_requests.c.status.in_(("pending", "queued")),
+            )
+            .values(status="running", run_id=run_id, updated_at=NOW)
+        ).rowcount
+    return op.rows
+
+
+def finish_from_stories(
+    engine: sa.Engine, story_ids: list[str], run_id: str, run_error: str | None
+) -> int:
+    """Per story, from the story's own outcome: one failed story in a batch run fails only
+    that request. A story with no outcome takes the run's error."""
+    with db_op("requests_finished", story_id=",".join(story_ids)) as op, engine.begin() as conn:
+        outcome = dict(
+            conn.execute(
+                sa.select(
+                    stories.c.story_id, sa.func.concat(stories.c.status, "|", stories.c.error)
+                ).where(stories.c.story_id.in_(story_ids))
+            ).all()
+        )
+        for sid in story_ids:
+            status, _, error = (outcome.get(sid) or "failed|").partition("|")
+            ok = status == "succeeded"
+            op.rows += conn.execute(
+                story_requests.update()
+                .where(
+                    story_requests.c.story_id == sid,
+                    story_requests.c.status.in_(("pending", "queued", "running")),
+                )
+                .values(
+                    status="succeeded" if ok else "failed",
+                    error=None if ok else (error or run_error or "run failed")[:4000],
+                    run_id=run_id,
+                    updated_at=NOW,
+                )
+            ).rowcount
+    return op.rows
+
+
+def request_rows(engine: sa.Engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.select(story_requests).order_by(story_requests.c.id)
+            ).mappings()
+        ]
