@@ -61,7 +61,7 @@ def test_sensor_launches_valid_rejects_invalid_and_never_duplicates(engine, inst
     # Evaluated again (a restart): nothing pending, nothing requested twice.
     again = _tick(instance, resources, cursor=result.cursor)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
-    assert '"max_request_id": %d' % bad in again.cursor
+    assert f'"max_request_id": {bad}' in again.cursor
 
 
 def test_launch_that_never_happened_is_retried_with_the_same_run_key(engine, instance, resources):
