@@ -104,7 +104,8 @@ def test_requests_inserted_by_sql_become_books_via_the_daemon(tmp_path, database
             books = (
                 conn.execute(
                     sa.text(
-                        "select story_id from stories where status='succeeded' and book_uri is not null"
+                        "select story_id from stories"
+                        " where status='succeeded' and book_uri is not null"
                         " order by 1"
                     )
                 )
