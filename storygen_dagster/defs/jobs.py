@@ -9,4 +9,5 @@ storybook_job = dg.define_asset_job(
     selection=STORY_ASSETS,
     partitions_def=story_partitions,
     description="Every story asset, request to book, for the selected stories.",
+    tags={"storygen/pipeline": "storybook"},
 )

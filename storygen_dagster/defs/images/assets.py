@@ -31,7 +31,12 @@ from storygen_dagster.domain.models import BaseStyle, Provenance, VisualProfile
 from storygen_dagster.providers.base import CallContext
 from storygen_dagster.storage import repository as repo
 
-IMAGE_COMMON = {**COMMON, "group_name": "images", "kinds": {"python", "postgres", "s3"}}
+IMAGE_COMMON = {
+    **COMMON,
+    "group_name": "images",
+    "kinds": {"python", "postgres", "s3"},
+    "pool": "images",
+}
 
 
 @dg.asset(
@@ -144,7 +149,11 @@ def scene_images(
     )
 
 
-@dg.asset(deps=[scene_images, structured_story], code_version="storybook-v1", **IMAGE_COMMON)
+@dg.asset(
+    deps=[scene_images, structured_story],
+    code_version="storybook-v1",
+    **{**IMAGE_COMMON, "pool": None},
+)
 def storybook(
     context: dg.AssetExecutionContext,
     db: StoryDatabase,

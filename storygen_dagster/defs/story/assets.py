@@ -18,6 +18,8 @@ COMMON = dict(
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="story",
     kinds={"python", "postgres"},
+    # Steps that call a provider share a pool, so dagster.yaml can cap them per provider.
+    pool="llm",
 )
 
 
