@@ -224,5 +224,30 @@ def status(ctx: Context, story_id: str | None, as_json: bool) -> None:
         click.echo(frame.drop(columns=["updated_at"]).to_string(index=False))
 
 
+@main.group()
+def dbt() -> None:
+    """The dbt_metadata analytics models (schema `analytics`)."""
+
+
+@dbt.command("build")
+@click.pass_obj
+def dbt_build(ctx: Context) -> None:
+    """Build and test every dbt model through Dagster (recorded in the asset lineage)."""
+    from storygen_dagster.definitions import defs
+    from storygen_dagster.defs.dbt.project import apply_dbt_env
+    from storygen_dagster.pipeline import QUIET
+
+    apply_dbt_env(ctx.url)
+    result = defs.resolve_job_def("analytics_job").execute_in_process(
+        instance=ctx.instance(),
+        raise_on_error=False,
+        run_config=QUIET,
+        tags={"storygen/source": "cli"},
+    )
+    if not result.success:
+        raise click.ClickException(f"dbt build failed (run {result.run_id}); see the log above")
+    click.echo(f"dbt build succeeded (run {result.run_id}): models in schema analytics")
+
+
 if __name__ == "__main__":
     main()

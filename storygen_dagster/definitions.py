@@ -1,5 +1,8 @@
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
+from storygen_dagster.defs.dbt import assets as dbt_assets
+from storygen_dagster.defs.dbt.project import dbt_executable, dbt_project
 from storygen_dagster.defs.images import assets as image_assets
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.resources import default_resources
@@ -8,9 +11,13 @@ from storygen_dagster.defs.story import assets as story_assets
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([story_assets, image_assets]),
-        jobs=[storybook_job],
-        resources=resources or default_resources(),
+        assets=dg.load_assets_from_modules([story_assets, image_assets, dbt_assets]),
+        jobs=[storybook_job, dbt_assets.analytics_job],
+        schedules=[dbt_assets.analytics_schedule],
+        resources={
+            "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
+            **(resources or default_resources()),
+        },
         # Steps share one process: the multiprocess executor costs seconds per step here.
         executor=dg.in_process_executor,
     )
