@@ -281,19 +281,12 @@ def dev(ctx: Context, port: int, host: str) -> None:
     import subprocess
 
     ctx.instance()  # embedded Postgres up, migrated, dagster.yaml written; kept alive below
-    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(workspace),
-        "-p",
-        str(port),
-        "-h",
-        host,
-    ]
+    # The checkout's workspace.yaml when run from it; the installed module otherwise.
+    workspace = Path("workspace.yaml")
+    target = (
+        ["-w", str(workspace)] if workspace.exists() else ["-m", "storygen_dagster.definitions"]
+    )
+    cmd = [sys.executable, "-m", "dagster", "dev", *target, "-p", str(port), "-h", host]
     click.echo(f"Dagster UI: http://{host}:{port}  (Ctrl-C stops it)")
     # dagster dev ignores SIGTERM; it stops on SIGINT. A background shell may have handed us
     # SIGINT ignored, so the child gets the default handler back.
@@ -309,6 +302,31 @@ def dev(ctx: Context, port: int, host: str) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     raise SystemExit(proc.returncode if proc.returncode and proc.returncode > 0 else 0)
+
+
+@main.group()
+def dbt() -> None:
+    """The dbt_metadata analytics models (schema `analytics`)."""
+
+
+@dbt.command("build")
+@click.pass_obj
+def dbt_build(ctx: Context) -> None:
+    """Build and test every dbt model through Dagster (recorded in the asset lineage)."""
+    from storygen_dagster.definitions import defs
+    from storygen_dagster.defs.dbt.project import apply_dbt_env
+    from storygen_dagster.pipeline import QUIET
+
+    apply_dbt_env(ctx.url)
+    result = defs.resolve_job_def("analytics_job").execute_in_process(
+        instance=ctx.instance(),
+        raise_on_error=False,
+        run_config=QUIET,
+        tags={"storygen/source": "cli"},
+    )
+    if not result.success:
+        raise click.ClickException(f"dbt build failed (run {result.run_id}); see the log above")
+    click.echo(f"dbt build succeeded (run {result.run_id}): models in schema analytics")
 
 
 if __name__ == "__main__":

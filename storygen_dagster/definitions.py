@@ -1,6 +1,9 @@
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
 from storygen_dagster.defs.automation import schedules, sensors
+from storygen_dagster.defs.dbt import assets as dbt_assets
+from storygen_dagster.defs.dbt.project import dbt_executable, dbt_project
 from storygen_dagster.defs.images import assets as image_assets
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.resources import default_resources
@@ -9,16 +12,19 @@ from storygen_dagster.defs.story import assets as story_assets
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([story_assets, image_assets]),
-        jobs=[storybook_job],
+        assets=dg.load_assets_from_modules([story_assets, image_assets, dbt_assets]),
+        jobs=[storybook_job, dbt_assets.analytics_job],
         sensors=[
             sensors.story_request_sensor,
             sensors.story_run_started_sensor,
             sensors.story_run_succeeded_sensor,
             sensors.story_run_failed_sensor,
         ],
-        schedules=[schedules.nightly_stories],
-        resources=resources or default_resources(),
+        schedules=[schedules.nightly_stories, dbt_assets.analytics_schedule],
+        resources={
+            "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
+            **(resources or default_resources()),
+        },
         # Steps share one process: the multiprocess executor costs seconds per step here.
         executor=dg.in_process_executor,
     )

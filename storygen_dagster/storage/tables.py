@@ -101,3 +101,20 @@ story_requests = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
+
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("story_id", sa.Text, nullable=False),
+    sa.Column("scene_number", sa.SmallInteger),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("field", sa.Text, nullable=False),
+    sa.Column("old_value_sha256", sa.Text),
+    sa.Column("new_value_sha256", sa.Text),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("updated_by", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)

@@ -1,0 +1,4 @@
+{# Models go to exactly the schema they name (analytics), not <target>_analytics. #}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {{ custom_schema_name if custom_schema_name else target.schema }}
+{%- endmacro %}

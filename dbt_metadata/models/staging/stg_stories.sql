@@ -1,0 +1,20 @@
+select
+    story_id,
+    title,
+    status,
+    error,
+    book_uri,
+    (child_profile ->> 'age')::int as child_age,
+    child_profile ->> 'name' as child_name,
+    story_meta ->> 'value_to_teach' as value_to_teach,
+    story_meta ->> 'tone' as tone,
+    story_meta ->> 'setting_description' as setting,
+    (story_meta ->> 'scene_count')::int as scene_count,
+    provenance,
+    source,
+    model,
+    prompt_version,
+    updated_by,
+    created_at,
+    updated_at
+from {{ source('storygen', 'stories') }}

@@ -1,0 +1,45 @@
+"""The dbt_metadata project: located once, its manifest prepared when missing (never
+committed stale), and the connection handed to dbt through STORYGEN_DBT_* variables."""
+
+import os
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+from sqlalchemy.engine import make_url
+
+PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_metadata"
+
+
+def dbt_executable() -> str:
+    """The dbt beside this interpreter (a venv used without activating it), else PATH's."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def dbt_env(database_url: str) -> dict[str, str]:
+    """The profile's variables for a Postgres URL (a unix-socket host comes in ?host=)."""
+    url = make_url(database_url)
+    return {
+        "STORYGEN_DBT_HOST": str(url.query.get("host") or url.host or "127.0.0.1"),
+        "STORYGEN_DBT_PORT": str(url.port or 5432),
+        "STORYGEN_DBT_USER": url.username or "postgres",
+        "STORYGEN_DBT_PASSWORD": url.password or "",
+        "STORYGEN_DBT_DBNAME": url.database or "postgres",
+    }
+
+
+@cache
+def dbt_project() -> DbtProject:
+    project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
+    # `dagster dev` re-parses on start; anywhere else parse once if the manifest is missing.
+    project.prepare_if_dev()
+    if not project.manifest_path.exists():
+        project.preparer.prepare(project)
+    return project
+
+
+def apply_dbt_env(database_url: str) -> None:
+    os.environ.update(dbt_env(database_url))

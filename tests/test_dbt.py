@@ -1,0 +1,127 @@
+"""dbt_metadata on real Postgres after a real pipeline run, through Dagster (dagster-dbt)."""
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster_dbt import DbtCliResource
+
+from storygen_dagster.definitions import build_definitions
+from storygen_dagster.defs.dbt.project import apply_dbt_env, dbt_executable, dbt_project
+from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.pipeline import materialize_stories
+from storygen_dagster.storage import repository as repo
+
+
+@pytest.fixture()
+def built(database_url, engine, resources, instance, monkeypatch):
+    for key in ("HOST", "PORT", "USER", "PASSWORD", "DBNAME"):
+        monkeypatch.delenv(f"STORYGEN_DBT_{key}", raising=False)
+    defs = build_definitions(
+        {
+            **resources,
+            "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
+        }
+    )
+    ids = ["dbt-a", "dbt-b", "dbt-c"]
+    for i, sid in enumerate(ids):
+        repo.register_request(
+            engine,
+            sid,
+            StoryRequest(
+                story_id=sid,
+                age=4 + i % 2,
+                scene_count=3 + i,
+                value_to_teach="sharing" if i < 2 else "honesty",
+            ),
+            "t",
+        )
+    assert all(o.success for o in materialize_stories(defs, instance, ids))
+    with engine.begin() as conn:
+        # A ledger row with a known price, as a real provider would have written it.
+        conn.execute(
+            sa.text(
+                "insert into provider_calls (cache_key, provider, model, endpoint, story_id, asset,"
+                " status, attempts, latency_ms, prompt_tokens, completion_tokens, cost_usd)"
+                " values ('k-dbt-a', 'openai', 'm', '/chat/completions', 'dbt-a',"
+                " 'structured_story',"
+                " 'succeeded', 1, 250, 120, 380, 0.0125)"
+            )
+        )
+    apply_dbt_env(database_url)
+    result = defs.resolve_job_def("analytics_job").execute_in_process(instance=instance)
+    assert result.success
+    return ids
+
+
+def test_fct_stories_has_one_correct_row_per_story(built, engine):
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(sa.text("select * from analytics.fct_stories order by story_id"))
+            .mappings()
+            .all()
+        )
+        ledger = dict(
+            conn.execute(
+                sa.text("select story_id, sum(cost_usd) from provider_calls group by story_id")
+            ).all()
+        )
+        scenes = conn.execute(sa.text("select count(*) from analytics.fct_scenes")).scalar()
+    assert [r["story_id"] for r in rows] == built
+    assert [r["scene_count"] for r in rows] == [3, 4, 5]
+    assert scenes == 12
+    for row in rows:
+        assert row["status"] == "succeeded" and row["title"]
+        assert float(row["total_cost_usd"]) == pytest.approx(float(ledger.get(row["story_id"], 0)))
+        assert "structured_story:v1" in row["prompt_versions"]
+        assert row["seconds_to_book"] is not None and row["seconds_to_book"] >= 0
+    assert rows[0]["total_tokens"] >= 500
+
+
+def test_aggregates(built, engine):
+    with engine.connect() as conn:
+        values = conn.execute(
+            sa.text(
+                "select value_to_teach, sum(stories) from analytics.agg_values_taught"
+                " group by 1 order by 1"
+            )
+        ).all()
+        daily = conn.execute(
+            sa.text(
+                "select sum(stories_requested), sum(succeeded), sum(failed)"
+                " from analytics.agg_daily_generation"
+            )
+        ).one()
+    assert values == [("honesty", 1), ("sharing", 2)]
+    assert tuple(daily) == (3, 3, 0)
+
+
+def test_singular_test_catches_a_succeeded_story_without_images(
+    built, engine, database_url, instance
+):
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "update scenes set image_uri = null where story_id = 'dbt-b' and scene_number = 2"
+            )
+        )
+    dbt = DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable())
+    apply_dbt_env(database_url)
+    invocation = dbt.cli(
+        ["test", "--select", "assert_succeeded_stories_have_all_images"], raise_on_error=False
+    )
+    events = list(invocation.stream_raw_events())
+    assert not invocation.is_successful()
+    assert any("assert_succeeded_stories_have_all_images" in str(e.raw_event) for e in events)
+
+
+def test_lineage_runs_from_story_assets_into_dbt_models():
+    from storygen_dagster.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    stg_stories = next(k for k in graph.get_all_asset_keys() if k.path[-1] == "stg_stories")
+    stg_scenes = next(k for k in graph.get_all_asset_keys() if k.path[-1] == "stg_scenes")
+    assert dg.AssetKey("storybook") in graph.get(stg_stories).parent_keys
+    assert dg.AssetKey("scene_images") in graph.get(stg_scenes).parent_keys
+    fct = next(k for k in graph.get_all_asset_keys() if k.path[-1] == "fct_stories")
+    assert graph.get(fct).group_name == "analytics"
+    assert defs.resolve_job_def("analytics_job") is not None
