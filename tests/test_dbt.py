@@ -41,9 +41,10 @@ def built(database_url, engine, resources, instance, monkeypatch):
         conn.execute(
             sa.text(
                 "insert into provider_calls (cache_key, provider, model, endpoint, story_id, asset,"
+                " request, response,"
                 " status, attempts, latency_ms, prompt_tokens, completion_tokens, cost_usd)"
                 " values ('k-dbt-a', 'openai', 'm', '/chat/completions', 'dbt-a',"
-                " 'structured_story',"
+                " 'structured_story', '{}', '{}',"
                 " 'succeeded', 1, 250, 120, 380, 0.0125)"
             )
         )

@@ -33,6 +33,11 @@ def dbt_env(database_url: str) -> dict[str, str]:
 
 @cache
 def dbt_project() -> DbtProject:
+    # dagster-dbt's preparer calls plain `dbt`: make the one beside this interpreter findable
+    # when the venv is used without being activated (`.venv/bin/storygen`, CI).
+    bin_dir = str(Path(sys.executable).parent)
+    if Path(dbt_executable()).parent == Path(bin_dir) and bin_dir not in os.environ["PATH"]:
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
     # `dagster dev` re-parses on start; anywhere else parse once if the manifest is missing.
     project.prepare_if_dev()
