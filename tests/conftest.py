@@ -43,28 +43,32 @@ def make_database(pg_server_url):
         make_url(pg_server_url).set(drivername="postgresql+psycopg"),
         isolation_level="AUTOCOMMIT",
     )
-    created: list[str] = []
 
     def make() -> str:
         name = f"sgtest_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
             conn.execute(sa.text(f'create database "{name}"'))
-        created.append(name)
         return make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
 
+    def drop(url: str) -> None:
+        # Pooled connections of every test would otherwise exhaust max_connections.
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(f'drop database if exists "{make_url(url).database}" with (force)')
+            )
+
+    make.drop = drop
     yield make
-    get_engine.cache_clear()
-    with admin.connect() as conn:
-        for name in created:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
     admin.dispose()
 
 
 @pytest.fixture()
-def database_url(make_database) -> str:
+def database_url(make_database):
     url = make_database()
     migrate.upgrade(url)
-    return url
+    yield url
+    make_database.drop(url)
 
 
 @pytest.fixture()
