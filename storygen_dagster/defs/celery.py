@@ -1,0 +1,24 @@
+"""Past one machine: the same story assets with each step sent to Celery workers
+(dagster-celery; broker and backend on Redis or RabbitMQ, given as run config)."""
+
+import dagster as dg
+from dagster_celery import celery_executor
+
+from storygen_dagster.defs.jobs import STORY_ASSETS
+from storygen_dagster.defs.partitions import story_partitions
+
+storybook_celery_job = dg.define_asset_job(
+    "storybook_celery_job",
+    selection=STORY_ASSETS,
+    partitions_def=story_partitions,
+    executor_def=celery_executor,
+    tags={"storygen/pipeline": "storybook"},
+    description="storybook_job with every step on a Celery worker (run config: broker, backend).",
+)
+
+
+def celery_job_for_workers() -> dg.JobDefinition:
+    """What workers reconstruct: the resolved job from the project's Definitions."""
+    from storygen_dagster.definitions import defs
+
+    return defs.resolve_job_def("storybook_celery_job")
