@@ -10,6 +10,20 @@ SOURCES = ("ai", "user")
 
 _now = sa.text("now()")
 
+
+def _audit_columns() -> list[sa.Column]:
+    """Who/what produced a row, the same on stories and scenes."""
+    return [
+        sa.Column("provenance", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.Column("updated_by", sa.Text),
+        sa.Column("source", sa.Text, nullable=False, server_default="ai"),
+        sa.Column("model", sa.Text),
+        sa.Column("prompt_version", sa.Text),
+    ]
+
+
 stories = sa.Table(
     "stories",
     metadata,
@@ -24,13 +38,7 @@ stories = sa.Table(
     sa.Column("status", sa.Text, nullable=False, server_default="pending"),
     sa.Column("error", sa.Text),
     sa.Column("book_uri", sa.Text),
-    sa.Column("provenance", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
-    sa.Column("updated_by", sa.Text),
-    sa.Column("source", sa.Text, nullable=False, server_default="ai"),
-    sa.Column("model", sa.Text),
-    sa.Column("prompt_version", sa.Text),
+    *_audit_columns(),
 )
 
 scenes = sa.Table(
@@ -46,13 +54,7 @@ scenes = sa.Table(
     sa.Column("image_prompt", sa.Text),
     sa.Column("image_uri", sa.Text),
     sa.Column("image_sha256", sa.Text),
-    sa.Column("provenance", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
-    sa.Column("updated_by", sa.Text),
-    sa.Column("source", sa.Text, nullable=False, server_default="ai"),
-    sa.Column("model", sa.Text),
-    sa.Column("prompt_version", sa.Text),
+    *_audit_columns(),
     sa.UniqueConstraint("story_id", "scene_number", name="uq_scenes_story_scene"),
 )
 
