@@ -19,6 +19,8 @@ def _figure(name: str, **values) -> dict:
 
 def run_batch(count: int) -> dict:
     # Imported late: settings are read from the environment set in main().
+    import dagster as dg
+
     from storygen_dagster.cli import Context
     from storygen_dagster.definitions import defs
     from storygen_dagster.domain.examples import demo_requests
@@ -36,7 +38,16 @@ def run_batch(count: int) -> dict:
     wall = time.perf_counter() - started
     overview = story_overview(ctx.engine)
     scenes = int(overview[overview["story_id"].isin(ids)]["scenes"].sum())
-    return {"wall_s": wall, "scenes": scenes, "ok": all(o.success for o in outcomes)}
+    # Event-log volume: every record Dagster stored for the batch's runs.
+    logs = [e for o in outcomes for e in instance.all_logs(o.run_id)]
+    log_bytes = sum(len(dg.serialize_value(e)) for e in logs)
+    return {
+        "wall_s": wall,
+        "scenes": scenes,
+        "ok": all(o.success for o in outcomes),
+        "event_rows_per_story": round(len(logs) / count, 1),
+        "event_bytes_per_story": round(log_bytes / count),
+    }
 
 
 def main() -> None:
@@ -84,6 +95,13 @@ def main() -> None:
             ratio=round(batch["wall_s"] / ideal, 2),
             speedup_vs_sequential=round(calls * L / batch["wall_s"], 2),
             ok=batch["ok"],
+        )
+    )
+    rows.append(
+        _figure(
+            "event_log",
+            rows_per_story=batch["event_rows_per_story"],
+            bytes_per_story=batch["event_bytes_per_story"],
         )
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
