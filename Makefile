@@ -16,8 +16,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/storygen demo
 
+# A basetemp of our own: pytest prunes old /tmp/pytest-of-<user>/pytest-N dirs, including
+# those of another session still running (the embedded Postgres lives in one).
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --basetemp=$(CURDIR)/.pytest-tmp
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
