@@ -31,6 +31,8 @@ stories = sa.Table(
     sa.Column("source", sa.Text, nullable=False, server_default="ai"),
     sa.Column("model", sa.Text),
     sa.Column("prompt_version", sa.Text),
+    sa.Column("field_sources", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("input_fingerprints", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
 )
 
 scenes = sa.Table(
@@ -53,5 +55,24 @@ scenes = sa.Table(
     sa.Column("source", sa.Text, nullable=False, server_default="ai"),
     sa.Column("model", sa.Text),
     sa.Column("prompt_version", sa.Text),
+    sa.Column("field_sources", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("input_fingerprints", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.UniqueConstraint("story_id", "scene_number", name="uq_scenes_story_scene"),
+)
+
+# Append-only in the database (migration 0004 triggers reject UPDATE/DELETE/TRUNCATE).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("story_id", sa.Text, nullable=False),
+    sa.Column("scene_number", sa.SmallInteger),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("field", sa.Text, nullable=False),
+    sa.Column("old_value_sha256", sa.Text),
+    sa.Column("new_value_sha256", sa.Text),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("updated_by", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
