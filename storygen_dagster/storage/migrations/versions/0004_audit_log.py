@@ -50,7 +50,9 @@ def upgrade() -> None:
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("updated_by", sa.Text),
         sa.Column("run_id", sa.Text),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.Column(
+            "at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+        ),
         sa.CheckConstraint("source in ('ai', 'user')", name="ck_audit_log_source"),
     )
     # No FK to stories: the history must outlive a deleted story.
@@ -59,7 +61,9 @@ def upgrade() -> None:
     op.execute(_REJECT_TRIGGER)
     op.execute(_REJECT_TRUNCATE)
     for table in ("stories", "scenes"):
-        op.add_column(table, sa.Column("field_sources", JSONB, nullable=False, server_default=_empty))
+        op.add_column(
+            table, sa.Column("field_sources", JSONB, nullable=False, server_default=_empty)
+        )
         op.add_column(
             table, sa.Column("input_fingerprints", JSONB, nullable=False, server_default=_empty)
         )
