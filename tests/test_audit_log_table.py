@@ -66,3 +66,26 @@ def test_stories_and_scenes_have_field_sources_and_fingerprints(engine):
         if c["name"] in ("field_sources", "input_fingerprints")
     }
     assert cols == {"field_sources", "input_fingerprints"}
+
+
+def test_save_story_field_writes_one_audit_row_per_change(engine):
+    from storygen_dagster.domain.models import Provenance
+    from storygen_dagster.storage import repository as repo
+
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tables.stories).values(story_id="s2", request={}))
+    prov = Provenance.model_construct(source="ai")
+    repo.save_story_field(engine, "s2", "base_style", {"a": 1}, prov, "run:r1")
+    repo.save_story_field(engine, "s2", "base_style", {"a": 1}, prov, "run:r2")  # unchanged
+    repo.save_story_field(engine, "s2", "base_style", {"a": 2}, prov, "run:r3")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(tables.audit_log)
+            .where(tables.audit_log.c.story_id == "s2")
+            .order_by(tables.audit_log.c.id)
+        ).all()
+    assert [(r.field, r.run_id, r.source, r.old_value_sha256 is None) for r in rows] == [
+        ("base_style", "r1", "ai", True),
+        ("base_style", "r3", "ai", False),
+    ]
+    assert rows[1].old_value_sha256 == rows[0].new_value_sha256

@@ -18,6 +18,7 @@ from storygen_dagster.domain.models import (
     StoryRequest,
     StructuredStory,
 )
+from storygen_dagster.storage.audit import record_changes
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import scenes, stories
 
@@ -26,6 +27,11 @@ NOW = sa.func.now()
 
 class StoryNotFound(LookupError):
     pass
+
+
+def _run_id(by: str) -> str | None:
+    """Assets write by='run:<run_id>'; anything else (a user name) has no run."""
+    return by.removeprefix("run:") if by.startswith("run:") else None
 
 
 def _prov_patch(column: sa.Column, asset: str, prov: Provenance) -> sa.ColumnElement:
@@ -123,6 +129,10 @@ def save_story_field(
     if field not in ("visual_profile", "base_style"):
         raise ValueError(f"not a story-level generated field: {field}")
     with db_op(f"save_{field}", story_id=story_id) as op, engine.begin() as conn:
+        # Read the old value in the same transaction so the audit row matches the change.
+        before = conn.execute(
+            sa.select(stories.c[field]).where(stories.c.story_id == story_id).with_for_update()
+        ).scalar_one_or_none()
         op.rows = conn.execute(
             stories.update()
             .where(stories.c.story_id == story_id)
@@ -137,6 +147,16 @@ def save_story_field(
         ).rowcount
         if not op.rows:
             raise StoryNotFound(f"story_id {story_id!r} has no row")
+        record_changes(
+            conn,
+            story_id=story_id,
+            asset=field,
+            old={field: before},
+            new={field: dict(value)},
+            source=prov.source,
+            updated_by=by,
+            run_id=_run_id(by),
+        )
 
 
 def upsert_scene_columns(
