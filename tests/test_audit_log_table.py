@@ -89,3 +89,20 @@ def test_save_story_field_writes_one_audit_row_per_change(engine):
         ("base_style", "r3", "ai", False),
     ]
     assert rows[1].old_value_sha256 == rows[0].new_value_sha256
+
+
+def test_set_book_audits_book_uri_once_and_not_for_missing_story(engine):
+    from storygen_dagster.storage import repository as repo
+
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tables.stories).values(story_id="s3", request={}))
+    repo.set_book(engine, "s3", "file:///b.pdf", "run:r1")
+    repo.set_book(engine, "s3", "file:///b.pdf", "run:r2")  # unchanged: no row
+    repo.set_book(engine, "nope", "file:///x.pdf", "run:r3")  # no story: no row
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(tables.audit_log.c.story_id, tables.audit_log.c.field).where(
+                tables.audit_log.c.asset == "book"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("s3", "book_uri")]

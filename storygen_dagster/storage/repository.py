@@ -202,6 +202,9 @@ def upsert_scene_columns(
 
 def set_book(engine: sa.Engine, story_id: str, book_uri: str, by: str) -> None:
     with db_op("set_book", story_id=story_id) as op, engine.begin() as conn:
+        before = conn.execute(
+            sa.select(stories.c.book_uri).where(stories.c.story_id == story_id).with_for_update()
+        ).scalar_one_or_none()
         op.rows = conn.execute(
             stories.update()
             .where(stories.c.story_id == story_id)
@@ -209,6 +212,17 @@ def set_book(engine: sa.Engine, story_id: str, book_uri: str, by: str) -> None:
                 book_uri=book_uri, status="succeeded", error=None, updated_at=NOW, updated_by=by
             )
         ).rowcount
+        if op.rows:  # no row, no change to audit
+            record_changes(
+                conn,
+                story_id=story_id,
+                asset="book",
+                old={"book_uri": before},
+                new={"book_uri": book_uri},
+                source="ai",
+                updated_by=by,
+                run_id=_run_id(by),
+            )
 
 
 def mark_failed(engine: sa.Engine, story_id: str, error: str, by: str) -> None:
