@@ -91,7 +91,28 @@ def save_structured_story(
             **{k: scene_stmt.excluded[k] for k in audit},
         },
     )
+    story_fields = {
+        "child_profile": story.child_profile.model_dump(mode="json"),
+        "side_character": story.side_character.model_dump(mode="json"),
+        "story_meta": meta.model_dump(mode="json"),
+        "title": meta.story_title,
+    }
     with db_op("save_structured_story", story_id=story_id) as op, engine.begin() as conn:
+        # Old values read in this transaction, so audit rows describe exactly this change.
+        old_story = (
+            conn.execute(
+                sa.select(*(stories.c[f] for f in story_fields))
+                .where(stories.c.story_id == story_id)
+                .with_for_update()
+            )
+            .mappings()
+            .one_or_none()
+        )
+        old_texts = dict(
+            conn.execute(
+                sa.select(scenes.c.scene_number, scenes.c.text).where(scenes.c.story_id == story_id)
+            ).all()
+        )
         updated = conn.execute(
             stories.update()
             .where(stories.c.story_id == story_id)
@@ -115,6 +136,25 @@ def save_structured_story(
             )
         )
         op.rows = updated + conn.execute(scene_stmt).rowcount
+        common = {"source": prov.source, "updated_by": by, "run_id": _run_id(by)}
+        record_changes(
+            conn,
+            story_id=story_id,
+            asset="structured_story",
+            old=dict(old_story or {}),
+            new=story_fields,
+            **common,
+        )
+        for row in scene_rows:
+            record_changes(
+                conn,
+                story_id=story_id,
+                asset="structured_story",
+                old={"text": old_texts.get(row["scene_number"])},
+                new={"text": row["text"]},
+                scene_number=row["scene_number"],
+                **common,
+            )
     return op.rows
 
 
