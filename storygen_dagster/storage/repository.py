@@ -236,7 +236,29 @@ def upsert_scene_columns(
     )
     story_ids = sorted(set(frame["story_id"]))
     with db_op(f"upsert_{asset}", story_id=",".join(story_ids)) as op, engine.begin() as conn:
+        # Old values read in this transaction, so audit rows describe exactly this change.
+        before = {
+            (r.story_id, r.scene_number): r
+            for r in conn.execute(
+                sa.select(scenes.c.story_id, scenes.c.scene_number, *(scenes.c[c] for c in columns))
+                .where(scenes.c.story_id.in_(story_ids))
+                .with_for_update()
+            ).mappings()
+        }
         op.rows = conn.execute(stmt).rowcount
+        for rec in records:
+            old = before.get((rec["story_id"], rec["scene_number"])) or {}
+            record_changes(
+                conn,
+                story_id=rec["story_id"],
+                asset=asset,
+                old={c: old.get(c) for c in columns},
+                new={c: rec[c] for c in columns},
+                source=rec["source"],
+                updated_by=by,
+                run_id=_run_id(by),
+                scene_number=rec["scene_number"],
+            )
     return op.rows
 
 
