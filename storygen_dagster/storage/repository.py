@@ -18,6 +18,7 @@ from storygen_dagster.domain.models import (
     StoryRequest,
     StructuredStory,
 )
+from storygen_dagster.storage.audit import record_changes
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import scenes, stories
 
@@ -26,6 +27,11 @@ NOW = sa.func.now()
 
 class StoryNotFound(LookupError):
     pass
+
+
+def _run_id(by: str) -> str | None:
+    """Assets write by='run:<run_id>'; anything else (a user name) has no run."""
+    return by.removeprefix("run:") if by.startswith("run:") else None
 
 
 def _prov_patch(column: sa.Column, asset: str, prov: Provenance) -> sa.ColumnElement:
@@ -85,7 +91,28 @@ def save_structured_story(
             **{k: scene_stmt.excluded[k] for k in audit},
         },
     )
+    story_fields = {
+        "child_profile": story.child_profile.model_dump(mode="json"),
+        "side_character": story.side_character.model_dump(mode="json"),
+        "story_meta": meta.model_dump(mode="json"),
+        "title": meta.story_title,
+    }
     with db_op("save_structured_story", story_id=story_id) as op, engine.begin() as conn:
+        # Old values read in this transaction, so audit rows describe exactly this change.
+        old_story = (
+            conn.execute(
+                sa.select(*(stories.c[f] for f in story_fields))
+                .where(stories.c.story_id == story_id)
+                .with_for_update()
+            )
+            .mappings()
+            .one_or_none()
+        )
+        old_texts = dict(
+            conn.execute(
+                sa.select(scenes.c.scene_number, scenes.c.text).where(scenes.c.story_id == story_id)
+            ).all()
+        )
         updated = conn.execute(
             stories.update()
             .where(stories.c.story_id == story_id)
@@ -109,6 +136,25 @@ def save_structured_story(
             )
         )
         op.rows = updated + len(conn.execute(scene_stmt.returning(scenes.c.id)).all())
+        common = {"source": prov.source, "updated_by": by, "run_id": _run_id(by)}
+        record_changes(
+            conn,
+            story_id=story_id,
+            asset="structured_story",
+            old=dict(old_story or {}),
+            new=story_fields,
+            **common,
+        )
+        for row in scene_rows:
+            record_changes(
+                conn,
+                story_id=story_id,
+                asset="structured_story",
+                old={"text": old_texts.get(row["scene_number"])},
+                new={"text": row["text"]},
+                scene_number=row["scene_number"],
+                **common,
+            )
     return op.rows
 
 
@@ -123,6 +169,10 @@ def save_story_field(
     if field not in ("visual_profile", "base_style"):
         raise ValueError(f"not a story-level generated field: {field}")
     with db_op(f"save_{field}", story_id=story_id) as op, engine.begin() as conn:
+        # Read the old value in the same transaction so the audit row matches the change.
+        before = conn.execute(
+            sa.select(stories.c[field]).where(stories.c.story_id == story_id).with_for_update()
+        ).scalar_one_or_none()
         op.rows = conn.execute(
             stories.update()
             .where(stories.c.story_id == story_id)
@@ -137,6 +187,16 @@ def save_story_field(
         ).rowcount
         if not op.rows:
             raise StoryNotFound(f"story_id {story_id!r} has no row")
+        record_changes(
+            conn,
+            story_id=story_id,
+            asset=field,
+            old={field: before},
+            new={field: dict(value)},
+            source=prov.source,
+            updated_by=by,
+            run_id=_run_id(by),
+        )
 
 
 def upsert_scene_columns(
@@ -176,12 +236,37 @@ def upsert_scene_columns(
     )
     story_ids = sorted(set(frame["story_id"]))
     with db_op(f"upsert_{asset}", story_id=",".join(story_ids)) as op, engine.begin() as conn:
+        # Old values read in this transaction, so audit rows describe exactly this change.
+        before = {
+            (r.story_id, r.scene_number): r
+            for r in conn.execute(
+                sa.select(scenes.c.story_id, scenes.c.scene_number, *(scenes.c[c] for c in columns))
+                .where(scenes.c.story_id.in_(story_ids))
+                .with_for_update()
+            ).mappings()
+        }
         op.rows = len(conn.execute(stmt.returning(scenes.c.id)).all())
+        for rec in records:
+            old = before.get((rec["story_id"], rec["scene_number"])) or {}
+            record_changes(
+                conn,
+                story_id=rec["story_id"],
+                asset=asset,
+                old={c: old.get(c) for c in columns},
+                new={c: rec[c] for c in columns},
+                source=rec["source"],
+                updated_by=by,
+                run_id=_run_id(by),
+                scene_number=rec["scene_number"],
+            )
     return op.rows
 
 
 def set_book(engine: sa.Engine, story_id: str, book_uri: str, by: str) -> None:
     with db_op("set_book", story_id=story_id) as op, engine.begin() as conn:
+        before = conn.execute(
+            sa.select(stories.c.book_uri).where(stories.c.story_id == story_id).with_for_update()
+        ).scalar_one_or_none()
         op.rows = conn.execute(
             stories.update()
             .where(stories.c.story_id == story_id)
@@ -189,6 +274,17 @@ def set_book(engine: sa.Engine, story_id: str, book_uri: str, by: str) -> None:
                 book_uri=book_uri, status="succeeded", error=None, updated_at=NOW, updated_by=by
             )
         ).rowcount
+        if op.rows:  # no row, no change to audit
+            record_changes(
+                conn,
+                story_id=story_id,
+                asset="book",
+                old={"book_uri": before},
+                new={"book_uri": book_uri},
+                source="ai",
+                updated_by=by,
+                run_id=_run_id(by),
+            )
 
 
 def mark_failed(engine: sa.Engine, story_id: str, error: str, by: str) -> None:

@@ -21,6 +21,11 @@ def _audit_columns() -> list[sa.Column]:
         sa.Column("source", sa.Text, nullable=False, server_default="ai"),
         sa.Column("model", sa.Text),
         sa.Column("prompt_version", sa.Text),
+        # Per field: 'ai' or 'user', and the fingerprint of the inputs it was made from.
+        sa.Column("field_sources", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column(
+            "input_fingerprints", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")
+        ),
     ]
 
 
@@ -105,6 +110,7 @@ story_requests = sa.Table(
 )
 
 
+# Append-only in the database (migration 0004 triggers reject UPDATE/DELETE/TRUNCATE).
 audit_log = sa.Table(
     "audit_log",
     metadata,

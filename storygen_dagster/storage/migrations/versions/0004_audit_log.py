@@ -1,4 +1,4 @@
-"""audit_log: append-only change log of story and scene fields
+"""audit_log (append-only) and per-field source / input fingerprint columns
 
 Revision ID: 0004
 Revises: 0003
@@ -6,17 +6,41 @@ Revises: 0003
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+_empty = sa.text("'{}'::jsonb")
+
+# The application never updates or deletes audit rows; the trigger makes the database
+# enforce that too, so a bug or a manual session cannot rewrite history.
+_REJECT_FN = """
+CREATE FUNCTION audit_log_reject_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only: % rejected', TG_OP;
+END;
+$$
+"""
+_REJECT_TRIGGER = """
+CREATE TRIGGER audit_log_append_only
+BEFORE UPDATE OR DELETE ON audit_log
+FOR EACH ROW EXECUTE FUNCTION audit_log_reject_change()
+"""
+# TRUNCATE bypasses row triggers, so it needs its own statement-level trigger.
+_REJECT_TRUNCATE = """
+CREATE TRIGGER audit_log_no_truncate
+BEFORE TRUNCATE ON audit_log
+FOR EACH STATEMENT EXECUTE FUNCTION audit_log_reject_change()
+"""
+
 
 def upgrade() -> None:
     op.create_table(
         "audit_log",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
         sa.Column("story_id", sa.Text, nullable=False),
         sa.Column("scene_number", sa.SmallInteger),
         sa.Column("asset", sa.Text, nullable=False),
@@ -31,21 +55,23 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("source in ('ai', 'user')", name="ck_audit_log_source"),
     )
-    op.create_index("ix_audit_log_story", "audit_log", ["story_id", "at"])
-    # Append-only in the database itself, not just by convention in the application.
-    op.execute(
-        """
-        create function audit_log_append_only() returns trigger language plpgsql as $$
-        begin
-            raise exception 'audit_log is append-only (% refused)', tg_op;
-        end $$;
-        create trigger audit_log_no_update_delete before update or delete on audit_log
-            for each row execute function audit_log_append_only();
-        """
-    )
+    # No FK to stories: the history must outlive a deleted story.
+    op.create_index("ix_audit_log_story", "audit_log", ["story_id", "id"])
+    op.execute(_REJECT_FN)
+    op.execute(_REJECT_TRIGGER)
+    op.execute(_REJECT_TRUNCATE)
+    for table in ("stories", "scenes"):
+        op.add_column(
+            table, sa.Column("field_sources", JSONB, nullable=False, server_default=_empty)
+        )
+        op.add_column(
+            table, sa.Column("input_fingerprints", JSONB, nullable=False, server_default=_empty)
+        )
 
 
 def downgrade() -> None:
-    op.execute("drop trigger if exists audit_log_no_update_delete on audit_log")
-    op.execute("drop function if exists audit_log_append_only()")
+    for table in ("stories", "scenes"):
+        op.drop_column(table, "input_fingerprints")
+        op.drop_column(table, "field_sources")
     op.drop_table("audit_log")
+    op.execute("DROP FUNCTION IF EXISTS audit_log_reject_change()")

@@ -1,0 +1,51 @@
+"""Append one audit_log row per changed field, on the caller's connection so the audit row
+commits or rolls back with the change itself."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from storygen_dagster.domain.ids import content_hash
+from storygen_dagster.storage.tables import audit_log
+
+
+def _hash(value: Any) -> str | None:
+    # None stays None so "field was empty" is distinguishable from any real value.
+    return None if value is None else content_hash(value)
+
+
+def record_changes(
+    conn: sa.Connection,
+    *,
+    story_id: str,
+    asset: str,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    source: str,
+    updated_by: str | None,
+    run_id: str | None = None,
+    scene_number: int | None = None,
+) -> int:
+    """Insert a row for every field in `new` whose hash differs from `old`; return the count."""
+    rows = []
+    for field, value in new.items():
+        old_h, new_h = _hash(old.get(field)), _hash(value)
+        if old_h == new_h:
+            continue  # unchanged values write nothing
+        rows.append(
+            {
+                "story_id": story_id,
+                "scene_number": scene_number,
+                "asset": asset,
+                "field": field,
+                "old_value_sha256": old_h,
+                "new_value_sha256": new_h,
+                "source": source,
+                "updated_by": updated_by,
+                "run_id": run_id,
+            }
+        )
+    if rows:
+        conn.execute(sa.insert(audit_log), rows)
+    return len(rows)
