@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import (
     BaseStyle,
     Provenance,
@@ -117,6 +118,22 @@ class ImageService(abc.ABC):
         self, prompt: str, ctx: CallContext, *, width: int, height: int, seed: int
     ) -> GeneratedImage:
         """PNG bytes for `prompt` at the given size."""
+
+    def _generated(
+        self, png: bytes, prompt: str, width: int, height: int, **facts: Any
+    ) -> GeneratedImage:
+        """The result with this service's provenance (latency, cost, attempts… in `facts`)."""
+        return GeneratedImage(
+            png=png,
+            width=width,
+            height=height,
+            provenance=Provenance(
+                provider=self.provider_name,
+                model=self.model,
+                prompt_sha256=content_hash(prompt),
+                **facts,
+            ),
+        )
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         pass

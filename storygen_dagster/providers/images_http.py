@@ -18,7 +18,6 @@ from PIL import Image, ImageOps
 
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import ImageCheckError, inspect_png
-from storygen_dagster.domain.models import Provenance
 from storygen_dagster.providers.base import CallContext, GeneratedImage, ImageService, ProviderError
 from storygen_dagster.providers.calls import CallOutcome, ProviderCalls, image_cost
 from storygen_dagster.storage.objects import ObjectStore
@@ -167,19 +166,15 @@ class HttpImageService(ImageService):
     def _result(
         self, png: bytes, out: CallOutcome, prompt: str, width: int, height: int
     ) -> GeneratedImage:
-        return GeneratedImage(
-            png=png,
-            width=width,
-            height=height,
-            provenance=Provenance(
-                provider=self.provider_name,
-                model=self.model,
-                prompt_sha256=content_hash(prompt),
-                latency_ms=round(out.latency_ms, 3),
-                cost_usd=round(out.cost_usd, 8),
-                attempts=out.attempts,
-                cached=out.cached,
-            ),
+        return self._generated(
+            png,
+            prompt,
+            width,
+            height,
+            latency_ms=round(out.latency_ms, 3),
+            cost_usd=round(out.cost_usd, 8),
+            attempts=out.attempts,
+            cached=out.cached,
         )
 
 

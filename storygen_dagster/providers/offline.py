@@ -214,16 +214,12 @@ class OfflineImageService(ImageService):
             await asyncio.sleep(self.latency_s)
         # Drawing is CPU work; keep the event loop free for the other scenes' calls.
         png = await asyncio.to_thread(paint_scene, prompt, width, height, seed)
-        return GeneratedImage(
-            png=png,
-            width=width,
-            height=height,
-            provenance=Provenance(
-                provider=self.provider_name,
-                model=self.model,
-                prompt_sha256=content_hash(prompt),
-                latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            ),
+        return self._generated(
+            png,
+            prompt,
+            width,
+            height,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
 
