@@ -218,7 +218,7 @@ def request(
             "story_request_sensor picks it up (storygen dev), or nightly_stories"
         )
         return
-    _generate(ctx, [parse_request(raw, str(path))], as_json)
+    _generate(ctx, [parsed], as_json)
 
 
 def _checked_id(story_id: str) -> str:

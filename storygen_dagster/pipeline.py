@@ -25,11 +25,16 @@ class RunOutcome:
     success: bool
 
 
-def ensure_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> None:
+def missing_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> list[str]:
+    """The validated ids, in order and once each, that are not partitions yet."""
     for sid in story_ids:
         validate_story_id(sid)
     existing = set(instance.get_dynamic_partitions(story_partitions.name))
-    missing = [sid for sid in dict.fromkeys(story_ids) if sid not in existing]
+    return [sid for sid in dict.fromkeys(story_ids) if sid not in existing]
+
+
+def ensure_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> None:
+    missing = missing_partitions(instance, story_ids)
     if missing:
         instance.add_dynamic_partitions(story_partitions.name, missing)
 

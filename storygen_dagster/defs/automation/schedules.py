@@ -7,7 +7,7 @@ from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, accept
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.partitions import story_partitions
 from storygen_dagster.defs.resources import StoryDatabase
-from storygen_dagster.pipeline import RANGE_END, RANGE_START, contiguous_ranges
+from storygen_dagster.pipeline import RANGE_END, RANGE_START, contiguous_ranges, ensure_partitions
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import requests as queue
 
@@ -38,10 +38,7 @@ def nightly_stories(context: dg.ScheduleEvaluationContext, db: StoryDatabase):
     if not accepted:
         return dg.SkipReason(f"no pending or retryable requests ({len(rows)} read)")
     instance = context.instance
-    existing = set(instance.get_dynamic_partitions(story_partitions.name))
-    missing = [sid for sid in accepted if sid not in existing]
-    if missing:
-        instance.add_dynamic_partitions(story_partitions.name, missing)
+    ensure_partitions(instance, list(accepted))
     ordered = instance.get_dynamic_partitions(story_partitions.name)
     tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
     run_requests, launches = [], []

@@ -17,6 +17,7 @@ from storygen_dagster.defs.automation.launches import (
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.partitions import story_partitions
 from storygen_dagster.defs.resources import StoryDatabase
+from storygen_dagster.pipeline import missing_partitions
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import requests as queue
 
@@ -56,8 +57,7 @@ def story_request_sensor(context: dg.SensorEvaluationContext, db: StoryDatabase)
         )
     queue.mark_queued(engine, launches)
     max_id = max([cursor["max_request_id"], *(r.id for r in rows)])
-    existing = set(context.instance.get_dynamic_partitions(story_partitions.name))
-    to_add = [sid for sid in dict.fromkeys(new_ids) if sid not in existing]
+    to_add = missing_partitions(context.instance, new_ids)
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[story_partitions.build_add_request(to_add)] if to_add else [],
