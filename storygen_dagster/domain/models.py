@@ -179,3 +179,5 @@ class Provenance(BaseModel):
     cost_usd: float = 0.0
     attempts: int = 1
     cached: bool = False
+    # sha256 of the upstream values this value was made from (domain/fingerprints.py).
+    input_fingerprint: str | None = None

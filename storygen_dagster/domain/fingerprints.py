@@ -1,0 +1,63 @@
+"""Input fingerprints: for each asset of a story (and each scene), the sha256 of exactly the
+upstream values it was generated from. Stored with every value (input_fingerprints columns,
+materialization metadata); a value is stale when the fingerprint of its inputs *now* differs.
+
+The scene moment of scene N is fingerprinted on the child's name and scene N's own text: the
+earlier scenes are context for the model, but editing scene 2 re-draws scene 2 only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from storygen_dagster.domain.ids import content_hash
+from storygen_dagster.domain.models import StoryRequest, StructuredStory
+
+
+def structured_story(request: StoryRequest) -> str:
+    return content_hash({"request": request.content()})
+
+
+def visual_profile(story: StructuredStory) -> str:
+    return content_hash(
+        {
+            "child_profile": story.child_profile.model_dump(mode="json"),
+            "side_character": story.side_character.model_dump(mode="json"),
+        }
+    )
+
+
+def base_style(story: StructuredStory) -> str:
+    return content_hash({"story_meta": story.story_meta.model_dump(mode="json")})
+
+
+def story_level(field: str, story: StructuredStory) -> str:
+    return {"visual_profile": visual_profile, "base_style": base_style}[field](story)
+
+
+def scene_moment(story: StructuredStory, scene_number: int) -> str:
+    text = next(s.text for s in story.scenes if s.scene_number == scene_number)
+    return content_hash({"child": story.child_profile.name, "text": text})
+
+
+def scene_image(
+    story: StructuredStory,
+    profile: Mapping[str, Any],
+    style: Mapping[str, Any],
+    moment: str,
+) -> str:
+    return content_hash(
+        {
+            "setting": story.story_meta.setting_description,
+            "child": story.child_profile.name,
+            "side_character": story.side_character.model_dump(mode="json"),
+            "visual_profile": dict(profile),
+            "base_style": dict(style),
+            "moment": moment,
+        }
+    )
+
+
+def storybook(title: str, pages: Sequence[tuple[int, str, str | None]]) -> str:
+    """pages: (scene_number, text, image_sha256) in order."""
+    return content_hash({"title": title, "pages": [list(p) for p in pages]})
