@@ -106,10 +106,14 @@ def check_providers(settings) -> None:
 
 
 def _generate(
-    ctx: Context, requests: list[StoryRequest], as_json: bool, fresh: bool = False
+    ctx: Context,
+    requests: list[StoryRequest],
+    as_json: bool,
+    *,
+    run_tags: dict[str, str] | None = None,
+    assets: list[str] | None = None,
 ) -> None:
     from storygen_dagster.definitions import defs
-    from storygen_dagster.defs.runner import FRESH_TAG
     from storygen_dagster.pipeline import materialize_stories
     from storygen_dagster.storage.db import mask_url
     from storygen_dagster.storage.repository import register_request
@@ -118,8 +122,8 @@ def _generate(
     for request in requests:
         register_request(ctx.engine, request.story_id, request, by="cli")
     ids = [r.story_id for r in requests]
-    tags = {"storygen/source": "cli", **({FRESH_TAG: "true"} if fresh else {})}
-    outcomes = materialize_stories(defs, ctx.instance(), ids, tags=tags)
+    tags = {"storygen/source": "cli", **(run_tags or {})}
+    outcomes = materialize_stories(defs, ctx.instance(), ids, tags=tags, assets=assets)
     rows = _story_rows(ctx, ids)
     if as_json:
         payload = {
@@ -232,10 +236,29 @@ def _checked_id(story_id: str) -> str:
 @click.argument("story_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--fresh", is_flag=True, help="Bypass the provider call cache: pay for new calls.")
+@click.option(
+    "--stale-only",
+    is_flag=True,
+    help="Regenerate only what `status STORY_ID` lists as stale (e.g. after an edit).",
+)
+@click.option(
+    "--overwrite-user-edits",
+    is_flag=True,
+    help="Let AI values replace fields a user edited (kept by default).",
+)
 @click.pass_obj
-def run(ctx: Context, story_id: str, as_json: bool, fresh: bool) -> None:
+def run(
+    ctx: Context,
+    story_id: str,
+    as_json: bool,
+    fresh: bool,
+    stale_only: bool,
+    overwrite_user_edits: bool,
+) -> None:
     """Re-materialize every asset of an existing story (cached provider calls are reused)."""
+    from storygen_dagster.defs.runner import FRESH_TAG, OVERWRITE_TAG, STALE_ONLY_TAG
     from storygen_dagster.storage.repository import load_requests
+    from storygen_dagster.storage.staleness import stale_assets, stale_items
 
     _checked_id(story_id)
     check_providers(ctx.settings)
@@ -245,24 +268,74 @@ def run(ctx: Context, story_id: str, as_json: bool, fresh: bool) -> None:
             f"story_id {story_id!r} not found; add it with `storygen request`"
         )
     request = requests[story_id].model_copy(update={"story_id": story_id})
-    _generate(ctx, [request], as_json, fresh=fresh)
+    flags = {FRESH_TAG: fresh, STALE_ONLY_TAG: stale_only, OVERWRITE_TAG: overwrite_user_edits}
+    tags = {tag: "true" for tag, on in flags.items() if on}
+    assets = None
+    if stale_only:
+        assets = stale_assets(stale_items(ctx.engine, story_id))
+        if not assets:
+            click.echo(f"{story_id}: nothing is stale")
+            return
+        if not as_json:
+            click.echo(f"{story_id}: refreshing {', '.join(assets)}")
+    _generate(ctx, [request], as_json, run_tags=tags, assets=assets)
+
+
+def _current_models(settings) -> dict[str, str]:
+    """The model each asset would be built with now."""
+    from storygen_dagster.providers.offline import OFFLINE_MODEL, OfflineImageService
+
+    llm = OFFLINE_MODEL if settings.llm_provider == "offline" else settings.llm_model
+    image = (
+        OfflineImageService.model if settings.image_provider == "offline" else settings.image_model
+    )
+    models = {a: llm for a in ("structured_story", "visual_profile", "base_style")}
+    return {**models, "scene_moments": llm, "scene_images": image}
 
 
 @main.command()
 @click.argument("story_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--outdated",
+    is_flag=True,
+    help="List stories built with an older prompt version or another model than today's.",
+)
 @click.pass_obj
-def status(ctx: Context, story_id: str | None, as_json: bool) -> None:
-    """Stories with their status, scene count and book."""
+def status(ctx: Context, story_id: str | None, as_json: bool, outdated: bool) -> None:
+    """Stories with their status, scene count and book; with STORY_ID also what is stale."""
     from storygen_dagster.storage.repository import story_overview
+    from storygen_dagster.storage.staleness import outdated_stories, stale_items
 
+    if outdated:
+        rows = outdated_stories(ctx.engine, _current_models(ctx.settings))
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        for row in [] if as_json else rows:
+            click.echo(f"{row['story_id']}: " + "; ".join(row["reasons"]))
+        if not rows and not as_json:
+            click.echo("every story is built with the current prompts and models")
+        return
     if story_id is not None:
         _checked_id(story_id)
     frame = story_overview(ctx.engine, story_id)
     if story_id is not None and frame.empty:
         raise click.ClickException(f"story_id {story_id!r} not found")
+    frame["updated_at"] = frame["updated_at"].astype(str)
+    if story_id is not None:
+        record = frame.to_dict("records")[0]
+        record["stale"] = stale_items(ctx.engine, story_id)
+        if as_json:
+            click.echo(json.dumps(record, indent=2, default=str))
+            return
+        click.echo(frame.drop(columns=["updated_at"]).to_string(index=False))
+        for item in record["stale"]:
+            scene = f" scene {item['scene_number']}" if item["scene_number"] else ""
+            click.echo(f"  stale: {item['asset']}{scene} ({item['reason']})")
+        if not record["stale"]:
+            click.echo("  nothing stale")
+        return
     if as_json:
-        frame["updated_at"] = frame["updated_at"].astype(str)
         click.echo(frame.to_json(orient="records", indent=2))
     elif frame.empty:
         click.echo("no stories yet: try `storygen demo`")

@@ -5,7 +5,6 @@ from storygen_dagster.defs.automation import schedules, sensors
 from storygen_dagster.defs.celery import storybook_celery_job
 from storygen_dagster.defs.dbt import assets as dbt_assets
 from storygen_dagster.defs.dbt.project import dbt_executable, dbt_project
-from storygen_dagster.defs.images import assets as image_assets
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.resources import default_resources
 from storygen_dagster.defs.story import assets as story_assets
@@ -13,7 +12,7 @@ from storygen_dagster.defs.story import assets as story_assets
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([story_assets, image_assets, dbt_assets]),
+        assets=dg.load_assets_from_modules([story_assets, dbt_assets]),
         jobs=[storybook_job, storybook_celery_job, dbt_assets.analytics_job],
         sensors=[
             sensors.story_request_sensor,

@@ -62,15 +62,23 @@ def materialize_stories(
     story_ids: list[str],
     *,
     tags: dict[str, str] | None = None,
+    assets: list[str] | None = None,
 ) -> list[RunOutcome]:
+    """One run per contiguous range of `story_ids`; `assets` narrows the run to those asset
+    keys (the step runs just that part of each story's chain)."""
     ensure_partitions(instance, story_ids)
     job = defs.resolve_job_def("storybook_job")
     ordered = instance.get_dynamic_partitions(story_partitions.name)
+    selection = [dg.AssetKey(a) for a in assets] if assets else None
     outcomes = []
     for group in contiguous_ranges(ordered, story_ids):
         run_tags = {**(tags or {}), RANGE_START: group[0], RANGE_END: group[-1]}
         result = job.execute_in_process(
-            instance=instance, tags=run_tags, raise_on_error=False, run_config=QUIET
+            instance=instance,
+            tags=run_tags,
+            raise_on_error=False,
+            run_config=QUIET,
+            asset_selection=selection,
         )
         outcomes.append(RunOutcome(result.run_id, group, result.success))
     return outcomes

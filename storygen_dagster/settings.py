@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     request_max_attempts: int = Field(3, ge=1, le=50, description="Launches per request")
     request_sensor_interval_s: int = Field(15, ge=5, le=3600)
     request_batch_size: int = Field(100, ge=1, le=5000, description="Requests per sensor tick")
+    content_blocklist: list[str] | None = Field(
+        None, description="JSON list of words that hold a story; unset = the built-in list"
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 

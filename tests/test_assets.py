@@ -4,20 +4,24 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from storygen_dagster.defs.images.assets import scene_images, storybook
-from storygen_dagster.defs.story.assets import (
-    base_style,
-    scene_moments,
-    structured_story,
-    visual_profile,
-)
+from storygen_dagster.defs.story.assets import story_assets
 from storygen_dagster.domain.images import inspect_png
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
 from tests.conftest import TEST_HEIGHT, TEST_WIDTH
 
-ALL = [structured_story, visual_profile, base_style, scene_moments, scene_images, storybook]
+KEYS = [
+    dg.AssetKey(k)
+    for k in (
+        "structured_story",
+        "visual_profile",
+        "base_style",
+        "scene_moments",
+        "scene_images",
+        "storybook",
+    )
+]
 
 
 def _add(instance, engine, sid: str, **fields) -> None:
@@ -37,17 +41,18 @@ def test_each_asset_materializes_in_order_and_fills_rows(instance, engine, resou
         favorites={"animal": "fox"},
         value_to_teach="sharing",
     )
-    for asset in ALL:
+    for key in KEYS:
+        # One asset at a time: the step runs just the selected part of each story's chain.
         result = dg.materialize(
-            [asset],
+            [story_assets],
             partition_key="mia-1",
             instance=instance,
             resources=resources,
-            selection=[asset],
+            selection=[key],
         )
-        assert result.success, asset.key
-        mats = result.asset_materializations_for_node(asset.op.name)
-        assert mats and mats[0].partition == "mia-1"
+        assert result.success, key
+        mats = result.get_asset_materialization_events()
+        assert [(m.asset_key, m.partition) for m in mats] == [(key, "mia-1")]
     with engine.connect() as conn:
         story = (
             conn.execute(sa.text("select * from stories where story_id='mia-1'")).mappings().one()
@@ -81,17 +86,30 @@ def test_each_asset_materializes_in_order_and_fills_rows(instance, engine, resou
 
 def test_metadata_carries_model_prompt_version_and_preview(instance, engine, resources):
     _add(instance, engine, "meta-1", scene_count=3)
-    result = dg.materialize(ALL, partition_key="meta-1", instance=instance, resources=resources)
+    result = dg.materialize(
+        [story_assets], partition_key="meta-1", instance=instance, resources=resources
+    )
     assert result.success
-    meta = result.asset_materializations_for_node("structured_story")[0].metadata
+    mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
+    assert set(mats) == {k.to_user_string() for k in KEYS}
+    meta = mats["structured_story"].materialization.metadata
     assert meta["model"].value == "storygen-offline-v1"
     assert meta["prompt_version"].value == "v1"
     assert len(meta["prompt_sha256"].value) == 64
+    assert len(meta["input_fingerprint"].value) == 64
+    assert meta["source"].value == "ai"
+    assert meta["updated_by"].value == f"run:{result.run_id}"
     assert meta["scenes"].value == 3
-    assert "meta-1" in meta["preview"].value
-    images_meta = result.asset_materializations_for_node("scene_images")[0].metadata
+    images_meta = mats["scene_images"].materialization.metadata
     assert images_meta["images"].value == 3
+    assert set(images_meta["input_fingerprints"].value) == {"1", "2", "3"}
     assert "data:image/jpeg;base64," in images_meta["preview"].value
+    # Every check ran, once, and passed.
+    checks = result.get_asset_check_evaluations()
+    assert {(c.asset_key.to_user_string(), c.check_name) for c in checks} == {
+        (s.asset_key.to_user_string(), s.name) for s in story_assets.check_specs
+    }
+    assert all(c.passed for c in checks)
 
 
 def test_multi_partition_run_materializes_every_story(instance, engine, test_defs):
@@ -113,30 +131,67 @@ def test_multi_partition_run_materializes_every_story(instance, engine, test_def
 def test_invalid_partition_key_added_by_hand_fails_clearly(instance, resources):
     instance.add_dynamic_partitions("stories", ["../escape"])
     result = dg.materialize(
-        [structured_story],
+        [story_assets],
         partition_key="../escape",
         instance=instance,
         resources=resources,
         raise_on_error=False,
     )
     assert not result.success
-    failure = result.failure_data_for_node("structured_story")
+    failure = result.failure_data_for_node("story_assets")
     assert "story_id '../escape' is invalid" in str(failure.user_failure_data.description)
 
 
-@pytest.mark.parametrize("missing_upstream", [scene_images, storybook])
+@pytest.mark.parametrize("missing_upstream", ["scene_images", "storybook"])
 def test_asset_without_upstream_fails_and_marks_story_failed(
     instance, engine, resources, missing_upstream
 ):
     _add(instance, engine, "lonely-1")
     result = dg.materialize(
-        [missing_upstream],
+        [story_assets],
         partition_key="lonely-1",
         instance=instance,
         resources=resources,
+        selection=[dg.AssetKey(missing_upstream)],
         raise_on_error=False,
     )
     assert not result.success
     row = repo.story_overview(engine, "lonely-1").iloc[0]
     assert row["status"] == "failed"
-    assert "lonely-1" in row["error"] and missing_upstream.key.to_user_string() in row["error"]
+    assert "lonely-1" in row["error"] and "structured_story" in row["error"]
+
+
+def test_one_held_story_fails_alone_in_a_batch(instance, engine, test_defs, monkeypatch):
+    """A story whose text trips the content-safety check is held; the rest of the batch is
+    built and materialized, and only the held story's partition shows as failed."""
+    from storygen_dagster.pipeline import materialize_stories
+
+    monkeypatch.setenv("STORYGEN_CONTENT_BLOCKLIST", '["Grimwald"]')
+    ids = ["ok-1", "held-1", "ok-2"]
+    for sid in ids:
+        name = "Grimwald" if sid == "held-1" else sid.title()
+        repo.register_request(
+            engine, sid, StoryRequest(story_id=sid, child_name=name, scene_count=3), by="test"
+        )
+    [outcome] = materialize_stories(test_defs, instance, ids)
+    assert not outcome.success  # the run reports the held story...
+    frame = repo.story_overview(engine).set_index("story_id")
+    assert frame.at["ok-1", "status"] == frame.at["ok-2", "status"] == "succeeded"
+    assert frame.at["held-1", "status"] == "held"
+    assert "content_safety" in frame.at["held-1", "error"]
+    assert "grimwald" in frame.at["held-1", "error"]
+    assert not isinstance(frame.at["held-1", "book"], str)  # no book
+    # ...and Dagster shows it per partition: the others materialized, the held one failed.
+    book = dg.AssetKey("storybook")
+    assert set(instance.get_materialized_partitions(book)) == {"ok-1", "ok-2"}
+    status = instance.get_status_by_partition(
+        book, ids, test_defs.get_assets_def(book).partitions_def
+    )
+    assert status["held-1"] == dg.AssetPartitionStatus.FAILED
+    assert status["ok-1"] == dg.AssetPartitionStatus.MATERIALIZED
+    # The images of the held story were built (it fails at the book, its last step).
+    assert "held-1" in instance.get_materialized_partitions(dg.AssetKey("scene_images"))
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(book, "content_safety")]
+    )[dg.AssetCheckKey(book, "content_safety")]
+    assert check.status.value == "FAILED"

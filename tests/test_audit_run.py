@@ -3,7 +3,7 @@
 import dagster as dg
 import sqlalchemy as sa
 
-from storygen_dagster.defs.story.assets import base_style, structured_story, visual_profile
+from storygen_dagster.defs.story.assets import story_assets
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.storage import repository as repo
 
@@ -17,13 +17,13 @@ def test_structured_story_run_audits_each_field_and_scene(instance, engine, reso
     )
     instance.add_dynamic_partitions("stories", ["ava-1"])
     runs = []
-    for asset in (structured_story, visual_profile, base_style):
+    for asset in ("structured_story", "visual_profile", "base_style"):
         result = dg.materialize(
-            [asset],
+            [story_assets],
             partition_key="ava-1",
             instance=instance,
             resources=resources,
-            selection=[asset],
+            selection=[dg.AssetKey(asset)],
         )
         assert result.success
         runs.append(result.run_id)

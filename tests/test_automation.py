@@ -122,7 +122,7 @@ def test_failed_run_marks_request_failed_and_retry_gets_a_new_key(
     result = job.execute_in_process(
         instance=instance,
         partition_key="fail-1",
-        op_selection=["scene_images"],
+        asset_selection=[dg.AssetKey("scene_images")],
         raise_on_error=False,
     )
     assert not result.success

@@ -166,7 +166,7 @@ def test_pipeline_writes_images_and_book_to_s3(s3_endpoint, s3_bucket, instance,
     import dagster as dg
 
     from storygen_dagster.defs.resources import ObjectStoreResource
-    from tests.test_assets import ALL
+    from storygen_dagster.defs.story.assets import story_assets
 
     repo.register_request(engine, "s3-story", StoryRequest(story_id="s3-story", scene_count=3), "t")
     instance.add_dynamic_partitions("stories", ["s3-story"])
@@ -175,7 +175,7 @@ def test_pipeline_writes_images_and_book_to_s3(s3_endpoint, s3_bucket, instance,
         "objects": ObjectStoreResource(url="s3://books/lib", endpoint_url=s3_endpoint),
     }
     assert dg.materialize(
-        ALL, partition_key="s3-story", instance=instance, resources=resources
+        [story_assets], partition_key="s3-story", instance=instance, resources=resources
     ).success
     keys = sorted(o["Key"] for o in s3_bucket.list_objects_v2(Bucket="books")["Contents"])
     assert sum(k.startswith("lib/images/s3-story/") for k in keys) == 3

@@ -76,7 +76,7 @@ class StoryLLMResource(dg.ConfigurableResource):
         provider = self._provider()
         if provider == "offline":
             latency = settings.offline_latency_s if self.latency_s is None else self.latency_s
-            return OfflineStoryLLM(latency_s=latency)
+            return OfflineStoryLLM(latency_s=latency, max_concurrency=self.concurrency())
         return factory.build_chat_llm(
             settings,
             engine,
@@ -125,7 +125,7 @@ class ImageServiceResource(dg.ConfigurableResource):
         provider = self._provider()
         if provider == "offline":
             latency = settings.offline_latency_s if self.latency_s is None else self.latency_s
-            return OfflineImageService(latency_s=latency)
+            return OfflineImageService(latency_s=latency, max_concurrency=settings.max_concurrency)
         return factory.build_image_service(
             settings,
             engine,

@@ -36,6 +36,7 @@ from storygen_dagster.providers.base import (
     StoryLLM,
     T,
 )
+from storygen_dagster.providers.limits import global_slots
 
 OFFLINE_MODEL = "storygen-offline-v1"
 
@@ -52,15 +53,18 @@ class OfflineStoryLLM(StoryLLM):
     provider_name = "offline"
     model = OFFLINE_MODEL
 
-    def __init__(self, latency_s: float = 0.0):
+    def __init__(self, latency_s: float = 0.0, max_concurrency: int = 16):
         self.latency_s = latency_s
+        self.max_concurrency = max_concurrency
 
     async def _generate(
         self, prompt: RenderedPrompt, response_model: type[T], ctx: CallContext, **inputs: Any
     ) -> Generated[T]:
         started = time.perf_counter()
         if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+            # A simulated call holds a slot of the process-wide limit, as a real one does.
+            async with global_slots(self.max_concurrency):
+                await asyncio.sleep(self.latency_s)
         builder = {
             StructuredStory: lambda: _story(inputs["request"]),
             VisualProfile: lambda: _visual_profile(inputs["story"]),
@@ -203,15 +207,17 @@ class OfflineImageService(ImageService):
     provider_name = "offline"
     model = "storygen-offline-painter-v1"
 
-    def __init__(self, latency_s: float = 0.0):
+    def __init__(self, latency_s: float = 0.0, max_concurrency: int = 16):
         self.latency_s = latency_s
+        self.max_concurrency = max_concurrency
 
     async def generate_image(
         self, prompt: str, ctx: CallContext, *, width: int, height: int, seed: int
     ) -> GeneratedImage:
         started = time.perf_counter()
         if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+            async with global_slots(self.max_concurrency):
+                await asyncio.sleep(self.latency_s)
         # Drawing is CPU work; keep the event loop free for the other scenes' calls.
         png = await asyncio.to_thread(paint_scene, prompt, width, height, seed)
         return self._generated(

@@ -287,13 +287,16 @@ def set_book(engine: sa.Engine, story_id: str, book_uri: str, by: str) -> None:
             )
 
 
-def mark_failed(engine: sa.Engine, story_id: str, error: str, by: str) -> None:
-    """Record a failure without touching any generated field (the last good values stay)."""
+def mark_failed(
+    engine: sa.Engine, story_id: str, error: str, by: str, *, status: str = "failed"
+) -> None:
+    """Record a failure (or a hold) without touching any generated field: the last good
+    values stay."""
     with db_op("mark_failed", story_id=story_id) as op, engine.begin() as conn:
         op.rows = conn.execute(
             stories.update()
             .where(stories.c.story_id == story_id)
-            .values(status="failed", error=error[:2000], updated_at=NOW, updated_by=by)
+            .values(status=status, error=error[:2000], updated_at=NOW, updated_by=by)
         ).rowcount
 
 

@@ -5,7 +5,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
 
-STORY_STATUSES = ("pending", "generating", "succeeded", "failed")
+STORY_STATUSES = ("pending", "generating", "succeeded", "failed", "held")
 SOURCES = ("ai", "user")
 
 _now = sa.text("now()")

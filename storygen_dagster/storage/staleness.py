@@ -1,0 +1,183 @@
+"""Staleness from input fingerprints, and stories built with an older prompt or model.
+
+A value is stale when the fingerprint of its inputs now (domain/fingerprints.py, computed from
+what is stored) differs from the fingerprint stored with it; what depends on a stale or
+missing value is stale too (a scene's image after its moment, every image after the visual
+profile, the book after any scene)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import sqlalchemy as sa
+
+from storygen_dagster.domain import fingerprints as fp
+from storygen_dagster.domain.prompts import PROMPT_VERSIONS
+from storygen_dagster.storage import repository as repo
+from storygen_dagster.storage.dblog import db_op
+from storygen_dagster.storage.tables import scenes, stories
+
+ASSET_ORDER = (
+    "structured_story",
+    "visual_profile",
+    "base_style",
+    "scene_moments",
+    "scene_images",
+    "storybook",
+)
+# The prompt template behind each LLM asset (scene_moments renders 'scene_moment').
+PROMPT_OF = {
+    "structured_story": "structured_story",
+    "visual_profile": "visual_profile",
+    "base_style": "base_style",
+    "scene_moments": "scene_moment",
+}
+
+
+def load_fingerprints(
+    engine: sa.Engine, story_ids: Iterable[str]
+) -> tuple[dict[str, dict], dict[tuple[str, int], dict]]:
+    ids = list(story_ids)
+    with db_op("load_fingerprints", story_id=",".join(ids)) as op, engine.connect() as conn:
+        story_rows = conn.execute(
+            sa.select(stories.c.story_id, stories.c.input_fingerprints).where(
+                stories.c.story_id.in_(ids)
+            )
+        ).all()
+        scene_rows = conn.execute(
+            sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c.input_fingerprints).where(
+                scenes.c.story_id.in_(ids)
+            )
+        ).all()
+        op.rows = len(story_rows) + len(scene_rows)
+    return (
+        {sid: dict(f or {}) for sid, f in story_rows},
+        {(sid, int(n)): dict(f or {}) for sid, n, f in scene_rows},
+    )
+
+
+def _item(asset: str, reason: str, scene: int | None = None) -> dict:
+    return {"asset": asset, "scene_number": scene, "reason": reason}
+
+
+def _state(current: str, stored: str | None, built: bool) -> str | None:
+    """None when fresh, else why not."""
+    if not built:
+        return "missing"
+    if stored is None:
+        return "no fingerprint"
+    return None if stored == current else "inputs changed"
+
+
+def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
+    """Every stale or missing value of the story: [{asset, scene_number, reason}], in
+    pipeline order. An empty list: everything is built from its current inputs."""
+    requests = repo.load_requests(engine, [story_id])
+    if story_id not in requests:
+        raise LookupError(f"story_id {story_id!r} not found")
+    story_fps, scene_fps = load_fingerprints(engine, [story_id])
+    stored = story_fps.get(story_id, {})
+    story = repo.load_stories(engine, [story_id]).get(story_id)
+    items: list[dict] = []
+    why = _state(
+        fp.structured_story(requests[story_id]), stored.get("structured_story"), story is not None
+    )
+    if why:
+        items.append(_item("structured_story", why))
+    if story is None:
+        return items + [_item(a, "upstream missing") for a in ASSET_ORDER[1:]]
+    upstream_story = bool(why)
+    fields = {}
+    field_stale = {}
+    for name in ("visual_profile", "base_style"):
+        fields[name] = repo.load_story_field(engine, [story_id], name).get(story_id)
+        why = _state(fp.story_level(name, story), stored.get(name), fields[name] is not None)
+        why = why or ("upstream stale" if upstream_story else None)
+        field_stale[name] = bool(why)
+        if why:
+            items.append(_item(name, why))
+    frame = repo.load_scenes(engine, [story_id])
+    book_reason = None
+    for row in frame.to_dict("records"):
+        n = int(row["scene_number"])
+        fps = scene_fps.get((story_id, n), {})
+        why = _state(fp.scene_moment(story, n), fps.get("scene_moments"), bool(row["moment"]))
+        why = why or ("upstream stale" if upstream_story else None)
+        if why:
+            items.append(_item("scene_moments", why, n))
+        if why or not all(fields.values()):
+            image_why = "upstream stale" if why else "upstream missing"
+            if not row["image_uri"]:
+                image_why = "missing"
+        else:
+            current = fp.scene_image(
+                story, fields["visual_profile"], fields["base_style"], row["moment"]
+            )
+            image_why = _state(current, fps.get("scene_images"), bool(row["image_uri"]))
+            if not image_why and any(field_stale.values()):
+                image_why = "upstream stale"
+        if image_why:
+            items.append(_item("scene_images", image_why, n))
+            book_reason = "upstream stale"
+    with engine.connect() as conn:
+        book_uri = conn.execute(
+            sa.select(stories.c.book_uri).where(stories.c.story_id == story_id)
+        ).scalar_one_or_none()
+    if book_reason is None:
+        current = fp.storybook(
+            story.story_meta.story_title,
+            [
+                (int(r["scene_number"]), r["text"], r["image_sha256"])
+                for r in frame.to_dict("records")
+            ],
+        )
+        book_reason = _state(current, stored.get("storybook"), bool(book_uri))
+    elif not book_uri:
+        book_reason = "missing"
+    if book_reason:
+        items.append(_item("storybook", book_reason))
+    return items
+
+
+def stale_assets(items: list[dict]) -> list[str]:
+    """The assets to re-materialize for `items`, in pipeline order."""
+    wanted = {i["asset"] for i in items}
+    return [a for a in ASSET_ORDER if a in wanted]
+
+
+def outdated_stories(engine: sa.Engine, models: Mapping[str, str]) -> list[dict]:
+    """Stories with any value built by another prompt version than today's, or another model
+    than `models` names per asset (e.g. {"structured_story": "gpt-4o-mini", ...})."""
+    out = []
+    with db_op("outdated_stories") as op, engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(stories.c.story_id, stories.c.provenance).order_by(stories.c.story_id)
+        ).all()
+        scene_rows = conn.execute(
+            sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c.provenance)
+        ).all()
+        op.rows = len(rows) + len(scene_rows)
+    provs: dict[str, list[tuple[str, int | None, dict]]] = {}
+    for sid, prov in rows:
+        for asset, p in (prov or {}).items():
+            provs.setdefault(sid, []).append((asset, None, p))
+    for sid, n, prov in scene_rows:
+        for asset, p in (prov or {}).items():
+            if asset != "structured_story":  # the scene text's provenance repeats the story's
+                provs.setdefault(sid, []).append((asset, n, p))
+    for sid in sorted(provs):
+        reasons = []
+        for asset, n, p in provs[sid]:
+            where = asset if n is None else f"{asset} scene {n}"
+            prompt = PROMPT_OF.get(asset)
+            if prompt and p.get("prompt_version") not in (None, PROMPT_VERSIONS[prompt]):
+                reasons.append(
+                    f"{where}: prompt {prompt} {p['prompt_version']} "
+                    f"(current {PROMPT_VERSIONS[prompt]})"
+                )
+            want = models.get(asset)
+            if want and p.get("source", "ai") == "ai" and p.get("model") != want:
+                reasons.append(f"{where}: model {p.get('model')} (current {want})")
+        if reasons:
+            out.append({"story_id": sid, "reasons": sorted(set(reasons))})
+    return out

@@ -1,0 +1,232 @@
+"""Staleness from input fingerprints (an edited scene is stale downstream and refreshes alone),
+stories built with older prompts/models, and every asset check failing on a crafted value."""
+
+import dagster as dg
+import sqlalchemy as sa
+
+from storygen_dagster.defs.runner import STALE_ONLY_TAG
+from storygen_dagster.defs.story.assets import story_assets
+from storygen_dagster.domain import checks
+from storygen_dagster.domain.examples import demo_requests
+from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.pipeline import materialize_stories
+from storygen_dagster.storage import repository as repo
+from storygen_dagster.storage.staleness import outdated_stories, stale_assets, stale_items
+from tests.conftest import TEST_HEIGHT, TEST_WIDTH
+from tests.fakes.provider_server import solid_png
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+
+def _scene_rows(engine, sid):
+    with engine.connect() as conn:
+        return {
+            r.scene_number: r
+            for r in conn.execute(
+                sa.text(
+                    "select scene_number, text, moment, image_sha256, updated_at, "
+                    "input_fingerprints from scenes where story_id = :s"
+                ),
+                {"s": sid},
+            )
+        }
+
+
+def _built(engine, instance, defs, sid, **fields):
+    repo.register_request(engine, sid, StoryRequest(story_id=sid, **fields), by="test")
+    [outcome] = materialize_stories(defs, instance, [sid])
+    assert outcome.success
+    return outcome
+
+
+def test_fresh_story_has_nothing_stale(instance, engine, test_defs):
+    _built(engine, instance, test_defs, "fresh-1", scene_count=3)
+    assert stale_items(engine, "fresh-1") == []
+    fingerprints = _scene_rows(engine, "fresh-1")[1].input_fingerprints
+    assert set(fingerprints) == {"scene_moments", "scene_images"}
+
+
+def test_edited_scene_is_stale_downstream_only_and_refreshes_alone(instance, engine, test_defs):
+    _built(engine, instance, test_defs, "edit-1", child_name="Noor", scene_count=4)
+    before = _scene_rows(engine, "edit-1")
+    with engine.begin() as conn:  # the edit, as `storygen edit --scene 2 --text` stores it
+        conn.execute(
+            sa.text(
+                "update scenes set text = 'Noor finds a glowing shell. The sea hums.', "
+                "source = 'user' where story_id = 'edit-1' and scene_number = 2"
+            )
+        )
+    items = stale_items(engine, "edit-1")
+    assert {(i["asset"], i["scene_number"]) for i in items} == {
+        ("scene_moments", 2),
+        ("scene_images", 2),
+        ("storybook", None),
+    }
+    assert stale_assets(items) == ["scene_moments", "scene_images", "storybook"]
+
+    [outcome] = materialize_stories(
+        test_defs,
+        instance,
+        ["edit-1"],
+        tags={STALE_ONLY_TAG: "true"},
+        assets=stale_assets(items),
+    )
+    assert outcome.success
+    after = _scene_rows(engine, "edit-1")
+    assert stale_items(engine, "edit-1") == []
+    assert after[2].moment != before[2].moment and "glowing shell" in after[2].moment
+    assert after[2].image_sha256 != before[2].image_sha256
+    for n in (1, 3, 4):  # untouched scenes were not rewritten
+        assert after[n].updated_at == before[n].updated_at
+        assert after[n].image_sha256 == before[n].image_sha256
+    # The run's materializations name exactly the refreshed scene.
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("scene_moments"), asset_partitions=["edit-1"]),
+        limit=1,
+    ).records
+    meta = records[0].asset_materialization.metadata
+    assert records[0].run_id == outcome.run_id
+    assert set(meta["input_fingerprints"].value) == {"2"} and meta["calls"].value == 1
+
+
+def test_changed_visual_profile_makes_every_image_stale(instance, engine, test_defs):
+    _built(engine, instance, test_defs, "cli-stale-1", scene_count=3)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "update stories set visual_profile = jsonb_set(visual_profile, "
+                "'{character_prompt}', '\"a child in a yellow raincoat\"') "
+                "where story_id = 'cli-stale-1'"
+            )
+        )
+    # The profile's own inputs did not change, but what every image was drawn from did.
+    items = stale_items(engine, "cli-stale-1")
+    assert {(i["asset"], i["scene_number"]) for i in items} == {
+        ("scene_images", 1),
+        ("scene_images", 2),
+        ("scene_images", 3),
+        ("storybook", None),
+    }
+
+
+def test_outdated_lists_older_prompt_versions_and_models(instance, engine, test_defs):
+    _built(engine, instance, test_defs, "old-1", scene_count=3)
+    _built(engine, instance, test_defs, "new-1", scene_count=3)
+    models = {
+        a: "storygen-offline-v1"
+        for a in ("structured_story", "visual_profile", "base_style", "scene_moments")
+    }
+    models["scene_images"] = "storygen-offline-painter-v1"
+    assert outdated_stories(engine, models) == []
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "update stories set provenance = jsonb_set(provenance, "
+                "'{base_style,prompt_version}', '\"v0\"') where story_id = 'old-1'"
+            )
+        )
+    rows = outdated_stories(engine, models)
+    assert rows == [
+        {"story_id": "old-1", "reasons": ["base_style: prompt base_style v0 (current v1)"]}
+    ]
+    other = outdated_stories(engine, {**models, "scene_images": "flux-pro"})
+    assert [r["story_id"] for r in other] == ["new-1", "old-1"]
+    assert any(
+        "scene_images scene 1: model storygen-offline-painter-v1" in r for r in other[0]["reasons"]
+    )
+
+
+# -- checks on crafted bad values ---------------------------------------------------------------
+def _story():
+    from storygen_dagster.providers.offline import _story as offline_story
+
+    return offline_story(StoryRequest(child_name="Ada", scene_count=3))
+
+
+def test_scene_count_check():
+    story = _story()
+    assert checks.scene_count_problems(story, [1, 2, 3]) == []
+    assert checks.scene_count_problems(story, [1, 2]) == [
+        "scenes stored [1, 2] but story_meta.scene_count is 3"
+    ]
+    assert checks.scene_count_problems(story, [1, 2, 3, 4])
+
+
+def test_required_fields_check():
+    story = _story()
+    assert checks.required_field_problems(story) == []
+    assert checks.required_field_problems(story, visual_profile={"character_prompt": ""}) == [
+        "visual_profile.character_prompt is empty"
+    ]
+    style = {"art_style": "watercolor", "lighting": "", "atmosphere": "calm"}
+    assert checks.required_field_problems(story, base_style=style) == [
+        "base_style.lighting is empty",
+        "base_style.color_scheme is empty",
+        "base_style.composition_rules is empty",
+    ]
+
+
+def test_prompt_budget_check():
+    assert checks.prompt_budget_problems({1: "x" * 80, 2: "y" * 81}, 80) == [
+        "scene 2: image prompt is 81 characters, budget 80"
+    ]
+
+
+def test_content_safety_check_matches_whole_words_only():
+    texts = {"scene 1 text": "Mia hugs the skill-ful knight.", "title": "A GUN in the attic"}
+    assert checks.unsafe_terms(texts) == ["title: gun"]
+    assert checks.unsafe_terms({"t": "a lovely day"}, ["lovely"]) == ["t: lovely"]
+
+
+def test_blank_image_fails_images_valid_and_the_story_only(
+    fake, real_resources, instance, engine, provider_env
+):
+    from storygen_dagster.definitions import build_definitions
+
+    ids = ["blank-1"]
+    repo.register_request(
+        engine, "blank-1", StoryRequest(story_id="blank-1", scene_count=3), by="t"
+    )
+    # One image of the story comes back a single colour (what a filtered image looks like).
+    fake.queue("images", {"png": solid_png(TEST_WIDTH, TEST_HEIGHT)})
+    defs = build_definitions(real_resources)
+    [outcome] = materialize_stories(defs, instance, ids)
+    assert not outcome.success
+    row = repo.story_overview(engine, "blank-1").iloc[0]
+    assert row["status"] == "failed" and "images_valid" in row["error"] and "blank" in row["error"]
+    key = dg.AssetCheckKey(dg.AssetKey("scene_images"), "images_valid")
+    execution = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    assert execution.status.value == "FAILED"
+    evaluation = execution.event.dagster_event.event_specific_data
+    assert list(evaluation.metadata["failed"].value) == ["blank-1"]
+    # The two good images are stored; the book is not built.
+    frame = repo.load_scenes(engine, ids)
+    assert frame["image_uri"].notna().sum() == 2 and row["book"] is None
+
+
+def test_wrong_size_image_fails_images_valid(fake, real_resources, instance, engine, provider_env):
+    from storygen_dagster.definitions import build_definitions
+
+    repo.register_request(engine, "size-1", StoryRequest(story_id="size-1", scene_count=3), by="t")
+    from storygen_dagster.providers import offline
+
+    fake.queue("images", {"png": offline.paint_scene("a fox", 64, 48, 1)})
+    [outcome] = materialize_stories(build_definitions(real_resources), instance, ["size-1"])
+    assert not outcome.success
+    error = repo.story_overview(engine, "size-1").iloc[0]["error"]
+    assert "images_valid" in error and f"expected {TEST_WIDTH}x{TEST_HEIGHT}" in error
+
+
+def test_demo_batch_checks_all_pass(instance, engine, test_defs):
+    count = 2
+    requests = demo_requests(count)
+    for r in requests:
+        repo.register_request(engine, r.story_id, r, by="test")
+    [outcome] = materialize_stories(test_defs, instance, [r.story_id for r in requests])
+    assert outcome.success
+    for spec in story_assets.check_specs:
+        key = spec.key
+        execution = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        assert execution.status.value == "SUCCEEDED", key
+        meta = execution.event.dagster_event.event_specific_data.metadata
+        assert meta["stories_checked"].value == count
