@@ -423,10 +423,11 @@ def audit(ctx: Context, story_id: str, as_json: bool) -> None:
                 "scene": "" if h["scene_number"] is None else h["scene_number"],
                 "field": h["field"],
                 "source": h["source"],
-                "by": h["updated_by"] or "",
+                # An AI row's updated_by is "run:<run_id>": the run column says it shorter.
+                "by": "" if h["run_id"] else h["updated_by"] or "",
                 "run": (h["run_id"] or "")[:8],
-                "change": f"{(h['old_value_sha256'] or '-')[:8]}->"
-                f"{(h['new_value_sha256'] or '-')[:8]}",
+                "change": f"{(h['old_value_sha256'] or 'new')[:8]} -> "
+                f"{(h['new_value_sha256'] or 'none')[:8]}",
                 "model": h["model"] or "",
                 "prompt": h["prompt_version"] or "",
             }
