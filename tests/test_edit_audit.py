@@ -185,6 +185,7 @@ def test_edit_writes_user_source_and_one_audit_row_per_changed_field(engine):
         ({"fields": {"story_meta.tone": ""}}, "story_meta.tone"),
         ({"fields": {"story_meta.scene_count": "4"}}, "story_meta.scene_count"),
         ({"fields": {"plot_twist": "yes"}}, "plot_twist"),
+        ({"fields": {"story_meta": {"tone": "calm"}}}, "story_meta.value_to_teach"),
         ({"fields": {"side_character.exists": "maybe"}}, "side_character.exists"),
         ({"fields": {"visual_profile.character_prompt": "x"}}, "no visual_profile yet"),
         ({"fields": {"child_profile.name": "Ok"}, "title": " "}, "title"),

@@ -99,7 +99,7 @@ def _story_values(
         top = path.split(".")[0]
         if top not in STORY_FIELDS:
             raise EditError(f"{path}: unknown field; editable: {', '.join(STORY_FIELDS)}, title")
-        if path in ("story_meta.scene_count", "story_meta"):
+        if path == "story_meta.scene_count":
             raise EditError(f"{path}: the scene count follows the scenes; regenerate to change it")
         grouped.setdefault(top, []).append((path, value))
     new: dict[str, Any] = {}
@@ -140,7 +140,7 @@ def _normalise(
             title = value
     if title is not None:
         if not isinstance(title, str) or not title.strip():
-            raise EditError("title: must not be empty")
+            raise EditError("title: must be non-empty text")
     return title, fields
 
 
