@@ -15,8 +15,7 @@ def _hash(value: Any) -> str | None:
     return None if value is None else content_hash(value)
 
 
-def record_changes(
-    conn: sa.Connection,
+def changed_fields(
     *,
     story_id: str,
     asset: str,
@@ -26,8 +25,8 @@ def record_changes(
     updated_by: str | None,
     run_id: str | None = None,
     scene_number: int | None = None,
-) -> int:
-    """Insert a row for every field in `new` whose hash differs from `old`; return the count."""
+) -> list[dict]:
+    """One audit row (as a dict) for every field in `new` whose hash differs from `old`."""
     rows = []
     for field, value in new.items():
         old_h, new_h = _hash(old.get(field)), _hash(value)
@@ -46,6 +45,16 @@ def record_changes(
                 "run_id": run_id,
             }
         )
+    return rows
+
+
+def insert_rows(conn: sa.Connection, rows: list[dict]) -> int:
     if rows:
         conn.execute(sa.insert(audit_log), rows)
     return len(rows)
+
+
+def record_changes(conn: sa.Connection, **kwargs: Any) -> int:
+    """Insert a row for every field in `new` whose hash differs from `old`; return the count.
+    Keywords as for changed_fields."""
+    return insert_rows(conn, changed_fields(**kwargs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import scenes, stories
 
 NOW = sa.func.now()
+log = logging.getLogger("storygen.lineage")
 
 
 class StoryNotFound(LookupError):
@@ -39,6 +41,35 @@ def _prov_patch(column: sa.Column, asset: str, prov: Provenance) -> sa.ColumnEle
     return column.op("||")(
         sa.func.jsonb_build_object(asset, sa.cast(prov.model_dump(), column.type))
     )
+
+
+def _patch(column: sa.Column, patch: Mapping[str, Any]) -> sa.ColumnElement:
+    """column = column || patch (JSONB): keys in the patch win, the others stay."""
+    return column.op("||")(sa.cast(dict(patch), column.type))
+
+
+def _fingerprint(asset: str, fingerprint: str | None) -> dict[str, str]:
+    return {asset: fingerprint} if fingerprint else {}
+
+
+def user_owned(sources: Mapping[str, Any] | None, fields: Iterable[str], overwrite: bool) -> set:
+    """The fields a user edited last (field_sources == 'user'): an AI write keeps them unless
+    it is told to overwrite user edits."""
+    if overwrite:
+        return set()
+    return {f for f in fields if (sources or {}).get(f) == "user"}
+
+
+def _log_kept(story_id: str, asset: str, kept: Iterable[str]) -> None:
+    kept = sorted(kept)
+    if kept:
+        log.info(
+            "kept user edits: story_id=%s asset=%s fields=%s",
+            story_id,
+            asset,
+            ",".join(kept),
+            extra={"story_id": story_id, "asset": asset, "operation": "keep_user_edits"},
+        )
 
 
 def register_request(engine: sa.Engine, story_id: str, request: StoryRequest, by: str) -> None:
@@ -62,99 +93,169 @@ def load_requests(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, Stor
     return {sid: StoryRequest.model_validate(req) for sid, req in rows}
 
 
+def _merge_story_fields(
+    ai: dict[str, Any], old: Mapping[str, Any], kept: set[str]
+) -> dict[str, Any]:
+    """The story-level values to store: the AI's, except the fields a user owns. The title is
+    stored twice (title, story_meta.story_title) and stays one value: a user's title wins, a
+    user's story_meta keeps its own title; scene_count always follows the scenes written."""
+    new = {f: (old[f] if f in kept else v) for f, v in ai.items()}
+    if "title" in kept:
+        title = old["title"]
+    elif "story_meta" in kept:
+        title = old["story_meta"]["story_title"]
+    else:
+        title = ai["title"]
+    new["title"] = title
+    new["story_meta"] = {
+        **new["story_meta"],
+        "story_title": title,
+        "scene_count": ai["story_meta"]["scene_count"],
+    }
+    return new
+
+
 def save_structured_story(
-    engine: sa.Engine, story_id: str, story: StructuredStory, prov: Provenance, by: str
+    engine: sa.Engine,
+    story_id: str,
+    story: StructuredStory,
+    prov: Provenance,
+    by: str,
+    *,
+    overwrite_user_edits: bool = False,
 ) -> int:
-    """Story-level fields and every scene's text, together; scenes beyond the new count go."""
+    """Story-level fields and every scene's text, together; scenes beyond the new count go.
+    Fields a user edited are kept unless overwrite_user_edits."""
     meta = story.story_meta
-    scene_rows = [
-        {"story_id": story_id, "scene_number": s.scene_number, "text": s.text} for s in story.scenes
-    ]
     audit = {
         "updated_by": by,
         "source": prov.source,
         "model": prov.model,
         "prompt_version": prov.prompt_version,
     }
-    scene_stmt = insert(scenes).values(
-        [
-            {**row, **audit, "provenance": {"structured_story": prov.model_dump()}}
-            for row in scene_rows
-        ]
-    )
-    scene_stmt = scene_stmt.on_conflict_do_update(
-        constraint="uq_scenes_story_scene",
-        set_={
-            "text": scene_stmt.excluded.text,
-            "provenance": _prov_patch(scenes.c.provenance, "structured_story", prov),
-            "updated_at": NOW,
-            **{k: scene_stmt.excluded[k] for k in audit},
-        },
-    )
-    story_fields = {
+    fingerprints = _fingerprint("structured_story", prov.input_fingerprint)
+    ai_fields = {
         "child_profile": story.child_profile.model_dump(mode="json"),
         "side_character": story.side_character.model_dump(mode="json"),
         "story_meta": meta.model_dump(mode="json"),
         "title": meta.story_title,
     }
     with db_op("save_structured_story", story_id=story_id) as op, engine.begin() as conn:
-        # Old values read in this transaction, so audit rows describe exactly this change.
+        # Old values (and who owns them) read and locked in this transaction, so the kept
+        # edits and the audit rows describe exactly this change.
         old_story = (
             conn.execute(
-                sa.select(*(stories.c[f] for f in story_fields))
+                sa.select(*(stories.c[f] for f in ai_fields), stories.c.field_sources)
                 .where(stories.c.story_id == story_id)
                 .with_for_update()
             )
             .mappings()
             .one_or_none()
         )
-        old_texts = dict(
-            conn.execute(
-                sa.select(scenes.c.scene_number, scenes.c.text).where(scenes.c.story_id == story_id)
-            ).all()
-        )
-        updated = conn.execute(
+        if old_story is None:
+            raise StoryNotFound(f"story_id {story_id!r} has no request row")
+        old_scenes = {
+            r["scene_number"]: r
+            for r in conn.execute(
+                sa.select(scenes.c.scene_number, scenes.c.text, scenes.c.field_sources)
+                .where(scenes.c.story_id == story_id)
+                .with_for_update()
+            ).mappings()
+        }
+        kept = user_owned(old_story["field_sources"], ai_fields, overwrite_user_edits)
+        story_fields = _merge_story_fields(ai_fields, old_story, kept)
+        scene_rows = []
+        for s in story.scenes:
+            old = old_scenes.get(s.scene_number)
+            keep = old is not None and user_owned(
+                old["field_sources"], ["text"], overwrite_user_edits
+            )
+            if keep:
+                kept.add(f"text@{s.scene_number}")
+            scene_rows.append(
+                {
+                    "story_id": story_id,
+                    "scene_number": s.scene_number,
+                    "text": old["text"] if keep else s.text,
+                    "field_sources": {} if keep else {"text": "ai"},
+                    "input_fingerprints": fingerprints,
+                }
+            )
+        conn.execute(
             stories.update()
             .where(stories.c.story_id == story_id)
             .values(
-                child_profile=story.child_profile.model_dump(mode="json"),
-                side_character=story.side_character.model_dump(mode="json"),
-                story_meta=meta.model_dump(mode="json"),
-                title=meta.story_title,
+                **story_fields,
                 status="generating",
                 error=None,
                 provenance=_prov_patch(stories.c.provenance, "structured_story", prov),
+                field_sources=_patch(
+                    stories.c.field_sources, {f: "ai" for f in ai_fields if f not in kept}
+                ),
+                input_fingerprints=_patch(stories.c.input_fingerprints, fingerprints),
                 updated_at=NOW,
                 **audit,
             )
-        ).rowcount
-        if not updated:
-            raise StoryNotFound(f"story_id {story_id!r} has no request row")
+        )
+        dropped = [
+            n
+            for n, r in old_scenes.items()
+            if n > meta.scene_count and (r["field_sources"] or {}).get("text") == "user"
+        ]
+        if dropped:
+            log.warning(
+                "scene count fell to %s: user-edited scenes %s removed, story_id=%s",
+                meta.scene_count,
+                dropped,
+                story_id,
+                extra={"story_id": story_id, "asset": "structured_story"},
+            )
         conn.execute(
             scenes.delete().where(
                 scenes.c.story_id == story_id, scenes.c.scene_number > meta.scene_count
             )
         )
-        op.rows = updated + len(conn.execute(scene_stmt.returning(scenes.c.id)).all())
+        scene_stmt = insert(scenes).values(
+            [
+                {**row, **audit, "provenance": {"structured_story": prov.model_dump()}}
+                for row in scene_rows
+            ]
+        )
+        scene_stmt = scene_stmt.on_conflict_do_update(
+            constraint="uq_scenes_story_scene",
+            set_={
+                "text": scene_stmt.excluded.text,
+                "provenance": _prov_patch(scenes.c.provenance, "structured_story", prov),
+                "field_sources": scenes.c.field_sources.op("||")(scene_stmt.excluded.field_sources),
+                "input_fingerprints": scenes.c.input_fingerprints.op("||")(
+                    scene_stmt.excluded.input_fingerprints
+                ),
+                "updated_at": NOW,
+                **{k: scene_stmt.excluded[k] for k in audit},
+            },
+        )
+        op.rows = 1 + len(conn.execute(scene_stmt.returning(scenes.c.id)).all())
         common = {"source": prov.source, "updated_by": by, "run_id": _run_id(by)}
         record_changes(
             conn,
             story_id=story_id,
             asset="structured_story",
-            old=dict(old_story or {}),
+            old=dict(old_story),
             new=story_fields,
             **common,
         )
         for row in scene_rows:
+            old = old_scenes.get(row["scene_number"])
             record_changes(
                 conn,
                 story_id=story_id,
                 asset="structured_story",
-                old={"text": old_texts.get(row["scene_number"])},
+                old={"text": old["text"] if old else None},
                 new={"text": row["text"]},
                 scene_number=row["scene_number"],
                 **common,
             )
+    _log_kept(story_id, "structured_story", kept)
     return op.rows
 
 
@@ -165,45 +266,86 @@ def save_story_field(
     value: Mapping[str, Any],
     prov: Provenance,
     by: str,
+    *,
+    overwrite_user_edits: bool = False,
 ) -> None:
+    """visual_profile or base_style; a user's edit of the field is kept unless
+    overwrite_user_edits (provenance and fingerprint still record this generation)."""
     if field not in ("visual_profile", "base_style"):
         raise ValueError(f"not a story-level generated field: {field}")
     with db_op(f"save_{field}", story_id=story_id) as op, engine.begin() as conn:
         # Read the old value in the same transaction so the audit row matches the change.
         before = conn.execute(
-            sa.select(stories.c[field]).where(stories.c.story_id == story_id).with_for_update()
-        ).scalar_one_or_none()
-        op.rows = conn.execute(
-            stories.update()
+            sa.select(stories.c[field], stories.c.field_sources)
             .where(stories.c.story_id == story_id)
-            .values(
-                {
-                    field: dict(value),
-                    "provenance": _prov_patch(stories.c.provenance, field, prov),
-                    "updated_at": NOW,
-                    "updated_by": by,
-                }
-            )
-        ).rowcount
-        if not op.rows:
+            .with_for_update()
+        ).one_or_none()
+        if before is None:
             raise StoryNotFound(f"story_id {story_id!r} has no row")
-        record_changes(
-            conn,
-            story_id=story_id,
-            asset=field,
-            old={field: before},
-            new={field: dict(value)},
-            source=prov.source,
-            updated_by=by,
-            run_id=_run_id(by),
-        )
+        kept = user_owned(before.field_sources, [field], overwrite_user_edits)
+        values: dict[str, Any] = {
+            "provenance": _prov_patch(stories.c.provenance, field, prov),
+            "input_fingerprints": _patch(
+                stories.c.input_fingerprints, _fingerprint(field, prov.input_fingerprint)
+            ),
+            "updated_at": NOW,
+            "updated_by": by,
+        }
+        if not kept:
+            values[field] = dict(value)
+            values["field_sources"] = _patch(stories.c.field_sources, {field: "ai"})
+        op.rows = conn.execute(
+            stories.update().where(stories.c.story_id == story_id).values(values)
+        ).rowcount
+        if not kept:
+            record_changes(
+                conn,
+                story_id=story_id,
+                asset=field,
+                old={field: before[0]},
+                new={field: dict(value)},
+                source=prov.source,
+                updated_by=by,
+                run_id=_run_id(by),
+            )
+    _log_kept(story_id, field, kept)
+
+
+def _scene_columns_upsert(records: list[dict], columns: list[str]) -> sa.Insert:
+    # The text only fills a row that is missing; an existing scene's text is never overwritten here.
+    stmt = insert(scenes).values(records)
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_scenes_story_scene",
+        set_={
+            **{c: stmt.excluded[c] for c in columns},
+            "provenance": scenes.c.provenance.op("||")(stmt.excluded.provenance),
+            "field_sources": scenes.c.field_sources.op("||")(stmt.excluded.field_sources),
+            "input_fingerprints": scenes.c.input_fingerprints.op("||")(
+                stmt.excluded.input_fingerprints
+            ),
+            "model": stmt.excluded.model,
+            "prompt_version": stmt.excluded.prompt_version,
+            "updated_by": stmt.excluded.updated_by,
+            "source": stmt.excluded.source,
+            "updated_at": NOW,
+        },
+    )
+    return stmt
 
 
 def upsert_scene_columns(
-    engine: sa.Engine, frame: pd.DataFrame, columns: list[str], asset: str, by: str
+    engine: sa.Engine,
+    frame: pd.DataFrame,
+    columns: list[str],
+    asset: str,
+    by: str,
+    *,
+    overwrite_user_edits: bool = False,
 ) -> int:
     """One batched upsert of `columns` for many (story_id, scene_number) rows: one statement,
-    the timing in the log line. Provenance columns come from the frame's `provenance` dicts."""
+    the timing in the log line. Provenance columns (and input_fingerprint) come from the
+    frame's `provenance` dicts. A column a user edited keeps its value unless
+    overwrite_user_edits."""
     if frame.empty:
         return 0
     records = [
@@ -217,34 +359,38 @@ def upsert_scene_columns(
             "prompt_version": r["provenance"].get("prompt_version"),
             "updated_by": by,
             "source": r["provenance"].get("source", "ai"),
+            "field_sources": {c: "ai" for c in columns},
+            "input_fingerprints": _fingerprint(asset, r["provenance"].get("input_fingerprint")),
         }
         for r in frame.to_dict("records")
     ]
-    # The text only fills a row that is missing; an existing scene's text is never overwritten here.
-    stmt = insert(scenes).values(records)
-    stmt = stmt.on_conflict_do_update(
-        constraint="uq_scenes_story_scene",
-        set_={
-            **{c: stmt.excluded[c] for c in columns},
-            "provenance": scenes.c.provenance.op("||")(stmt.excluded.provenance),
-            "model": stmt.excluded.model,
-            "prompt_version": stmt.excluded.prompt_version,
-            "updated_by": stmt.excluded.updated_by,
-            "source": stmt.excluded.source,
-            "updated_at": NOW,
-        },
-    )
     story_ids = sorted(set(frame["story_id"]))
+    kept: dict[str, set[str]] = {}
     with db_op(f"upsert_{asset}", story_id=",".join(story_ids)) as op, engine.begin() as conn:
-        # Old values read in this transaction, so audit rows describe exactly this change.
+        # Old values read and locked in this transaction, so the kept edits and the audit
+        # rows describe exactly this change.
         before = {
-            (r.story_id, r.scene_number): r
+            (r["story_id"], r["scene_number"]): r
             for r in conn.execute(
-                sa.select(scenes.c.story_id, scenes.c.scene_number, *(scenes.c[c] for c in columns))
+                sa.select(
+                    scenes.c.story_id,
+                    scenes.c.scene_number,
+                    scenes.c.field_sources,
+                    *(scenes.c[c] for c in columns),
+                )
                 .where(scenes.c.story_id.in_(story_ids))
                 .with_for_update()
             ).mappings()
         }
+        for rec in records:
+            old = before.get((rec["story_id"], rec["scene_number"]))
+            if old is None:
+                continue
+            for c in user_owned(old["field_sources"], columns, overwrite_user_edits):
+                rec[c] = old[c]  # the upsert writes the user's value back unchanged
+                del rec["field_sources"][c]
+                kept.setdefault(rec["story_id"], set()).add(f"{c}@{rec['scene_number']}")
+        stmt = _scene_columns_upsert(records, columns)
         op.rows = len(conn.execute(stmt.returning(scenes.c.id)).all())
         for rec in records:
             old = before.get((rec["story_id"], rec["scene_number"])) or {}
@@ -259,10 +405,19 @@ def upsert_scene_columns(
                 run_id=_run_id(by),
                 scene_number=rec["scene_number"],
             )
+    for sid, fields in kept.items():
+        _log_kept(sid, asset, fields)
     return op.rows
 
 
-def set_book(engine: sa.Engine, story_id: str, book_uri: str, by: str) -> None:
+def set_book(
+    engine: sa.Engine,
+    story_id: str,
+    book_uri: str,
+    by: str,
+    *,
+    input_fingerprint: str | None = None,
+) -> None:
     with db_op("set_book", story_id=story_id) as op, engine.begin() as conn:
         before = conn.execute(
             sa.select(stories.c.book_uri).where(stories.c.story_id == story_id).with_for_update()
@@ -271,7 +426,15 @@ def set_book(engine: sa.Engine, story_id: str, book_uri: str, by: str) -> None:
             stories.update()
             .where(stories.c.story_id == story_id)
             .values(
-                book_uri=book_uri, status="succeeded", error=None, updated_at=NOW, updated_by=by
+                book_uri=book_uri,
+                status="succeeded",
+                error=None,
+                field_sources=_patch(stories.c.field_sources, {"book_uri": "ai"}),
+                input_fingerprints=_patch(
+                    stories.c.input_fingerprints, _fingerprint("storybook", input_fingerprint)
+                ),
+                updated_at=NOW,
+                updated_by=by,
             )
         ).rowcount
         if op.rows:  # no row, no change to audit
