@@ -360,3 +360,30 @@ def test_cli_edit_and_audit_reject_unknown_story_and_bad_value(cli):
     assert cli("demo", "--stories", "1").exit_code == 0
     bad = cli("edit", "demo-01", "--set", "child_profile.age=9")
     assert bad.exit_code != 0 and "child_profile.age" in bad.output
+
+
+def test_cli_edit_then_status_shows_stale_and_run_stale_only_refreshes_just_that(cli, engine):
+    assert cli("demo", "--stories", "1").exit_code == 0
+    fresh = json.loads(cli("status", "demo-01", "--json").stdout)
+    assert fresh["status"] == "succeeded" and fresh["stale"] == []
+    edited = cli("edit", "demo-01", "--scene", "2", "--text", "Under the bridge, a lantern glows.")
+    assert edited.exit_code == 0, edited.output
+    stale = json.loads(cli("status", "demo-01", "--json").stdout)["stale"]
+    assert {(i["asset"], i["scene_number"]) for i in stale} == {
+        ("scene_moments", 2),
+        ("scene_images", 2),
+        ("storybook", None),
+    }
+    before = _rows(engine, "select scene_number, moment, updated_at from scenes order by 1")
+    run = cli("run", "demo-01", "--stale-only")
+    assert run.exit_code == 0, run.output
+    assert "refreshing scene_moments, scene_images, storybook" in run.output
+    after = _rows(engine, "select scene_number, text, moment, updated_at from scenes order by 1")
+    assert after[1]["text"] == "Under the bridge, a lantern glows."  # the edit is kept
+    assert "lantern" in after[1]["moment"] and after[1]["moment"] != before[1]["moment"]
+    assert [r["updated_at"] for i, r in enumerate(after) if i != 1] == [
+        r["updated_at"] for i, r in enumerate(before) if i != 1
+    ]
+    assert json.loads(cli("status", "demo-01", "--json").stdout)["stale"] == []
+    again = cli("run", "demo-01", "--stale-only")
+    assert again.exit_code == 0 and "nothing is stale" in again.output

@@ -43,7 +43,7 @@ def test_fresh_story_has_nothing_stale(instance, engine, test_defs):
     _built(engine, instance, test_defs, "fresh-1", scene_count=3)
     assert stale_items(engine, "fresh-1") == []
     fingerprints = _scene_rows(engine, "fresh-1")[1].input_fingerprints
-    assert set(fingerprints) == {"scene_moments", "scene_images"}
+    assert set(fingerprints) == {"structured_story", "scene_moments", "scene_images"}
 
 
 def test_edited_scene_is_stale_downstream_only_and_refreshes_alone(instance, engine, test_defs):
@@ -155,8 +155,10 @@ def test_scene_count_check():
 def test_required_fields_check():
     story = _story()
     assert checks.required_field_problems(story) == []
+    assert story.side_character.exists
     assert checks.required_field_problems(story, visual_profile={"character_prompt": ""}) == [
-        "visual_profile.character_prompt is empty"
+        "visual_profile.character_prompt is empty",
+        "visual_profile.side_character_prompt is empty",
     ]
     style = {"art_style": "watercolor", "lighting": "", "atmosphere": "calm"}
     assert checks.required_field_problems(story, base_style=style) == [
@@ -202,19 +204,6 @@ def test_blank_image_fails_images_valid_and_the_story_only(
     # The two good images are stored; the book is not built.
     frame = repo.load_scenes(engine, ids)
     assert frame["image_uri"].notna().sum() == 2 and row["book"] is None
-
-
-def test_wrong_size_image_fails_images_valid(fake, real_resources, instance, engine, provider_env):
-    from storygen_dagster.definitions import build_definitions
-
-    repo.register_request(engine, "size-1", StoryRequest(story_id="size-1", scene_count=3), by="t")
-    from storygen_dagster.providers import offline
-
-    fake.queue("images", {"png": offline.paint_scene("a fox", 64, 48, 1)})
-    [outcome] = materialize_stories(build_definitions(real_resources), instance, ["size-1"])
-    assert not outcome.success
-    error = repo.story_overview(engine, "size-1").iloc[0]["error"]
-    assert "images_valid" in error and f"expected {TEST_WIDTH}x{TEST_HEIGHT}" in error
 
 
 def test_demo_batch_checks_all_pass(instance, engine, test_defs):

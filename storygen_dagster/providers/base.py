@@ -33,6 +33,11 @@ class ProviderError(RuntimeError):
         self.fatal = fatal  # e.g. out of credits: stop the whole run, not just one story
 
 
+class ImageRejected(ProviderError):
+    """The provider answered, but the picture fails the image check (does not decode, wrong
+    size, blank): reported by the images_valid asset check, never cached."""
+
+
 @dataclass(frozen=True)
 class CallContext:
     """Where a call comes from, for logs, the call ledger and budgets."""

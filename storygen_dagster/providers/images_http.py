@@ -18,7 +18,13 @@ from PIL import Image, ImageOps
 
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import ImageCheckError, inspect_png
-from storygen_dagster.providers.base import CallContext, GeneratedImage, ImageService, ProviderError
+from storygen_dagster.providers.base import (
+    CallContext,
+    GeneratedImage,
+    ImageRejected,
+    ImageService,
+    ProviderError,
+)
 from storygen_dagster.providers.calls import CallOutcome, ProviderCalls, image_cost
 from storygen_dagster.storage.objects import ObjectStore
 
@@ -130,7 +136,8 @@ class HttpImageService(ImageService):
                 await self.calls.record(
                     ctx, out, ENDPOINT, body, status="failed", response=summary, error=str(exc)
                 )
-                raise ProviderError(
+                rejected = ImageRejected if isinstance(exc, ImageCheckError) else ProviderError
+                raise rejected(
                     f"{self.flavor} image for story {ctx.story_id} scene {ctx.scene_number}: {exc}"
                 ) from None
         key = self.store.key_for("images", ctx.story_id, png, ".png")

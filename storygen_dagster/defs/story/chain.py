@@ -29,7 +29,7 @@ from storygen_dagster.domain.compose import compose_image_prompt
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbnail_jpeg
 from storygen_dagster.domain.models import BaseStyle, Provenance, StoryRequest, VisualProfile
-from storygen_dagster.providers.base import CallContext, ImageService, StoryLLM
+from storygen_dagster.providers.base import CallContext, ImageRejected, ImageService, StoryLLM
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
 
@@ -245,7 +245,15 @@ class StoryChain:
                 f"{result.value.story_meta.scene_count}"
             )
         prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
-        await _to_thread(repo.save_structured_story, self.engine, sid, result.value, prov, self.by)
+        await _to_thread(
+            repo.save_structured_story,
+            self.engine,
+            sid,
+            result.value,
+            prov,
+            self.by,
+            overwrite_user_edits=self.overwrite,
+        )
         story = await self._story(sid)
         scenes = await _to_thread(repo.load_scenes, self.engine, [sid])
         self._check(
@@ -281,7 +289,16 @@ class StoryChain:
         result = await getattr(self.llm, f"generate_{name}")(story, self._ctx(sid, name))
         prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
         value = result.value.model_dump(mode="json")
-        await _to_thread(repo.save_story_field, self.engine, sid, name, value, prov, self.by)
+        await _to_thread(
+            repo.save_story_field,
+            self.engine,
+            sid,
+            name,
+            value,
+            prov,
+            self.by,
+            overwrite_user_edits=self.overwrite,
+        )
         stored_value = await self._field(sid, name)
         self._check(
             sid, asset, "required_fields", required_field_problems(story, **{name: stored_value})
@@ -329,7 +346,13 @@ class StoryChain:
             ]
         )
         await _to_thread(
-            repo.upsert_scene_columns, self.engine, frame, ["moment"], "scene_moments", self.by
+            repo.upsert_scene_columns,
+            self.engine,
+            frame,
+            ["moment"],
+            "scene_moments",
+            self.by,
+            overwrite_user_edits=self.overwrite,
         )
         self._materialized(
             sid,
@@ -388,6 +411,7 @@ class StoryChain:
                 ["image_prompt", "image_uri", "image_sha256"],
                 "scene_images",
                 self.by,
+                overwrite_user_edits=self.overwrite,
             )
         self._check(sid, IMAGES, "images_valid", problems)
         if not good:
@@ -415,13 +439,16 @@ class StoryChain:
     async def _image(self, sid: str, number: int, text: str, prompt: str, fingerprint: str):
         """The stored scene row, or the problem with the picture (as a string)."""
         seed = int(content_hash([sid, number])[:8], 16)
-        image = await self.images.generate_image(
-            prompt,
-            self._ctx(sid, "scene_images", number),
-            width=self.width,
-            height=self.height,
-            seed=seed,
-        )
+        try:
+            image = await self.images.generate_image(
+                prompt,
+                self._ctx(sid, "scene_images", number),
+                width=self.width,
+                height=self.height,
+                seed=seed,
+            )
+        except ImageRejected as exc:  # the provider checked it already (and did not cache it)
+            return f"scene {number}: {exc}"
         try:
             await _to_thread(inspect_png, image.png, width=self.width, height=self.height)
         except ImageCheckError as exc:
@@ -477,7 +504,9 @@ class StoryChain:
         uri = await _to_thread(
             self.store.put, self.store.key_for("books", sid, html, ".html"), html
         )
-        await _to_thread(repo.set_book, self.engine, sid, uri, self.by)
+        await _to_thread(
+            repo.set_book, self.engine, sid, uri, self.by, input_fingerprint=fingerprint
+        )
         prov = Provenance(
             provider="storygen",
             model="book.html.j2",
