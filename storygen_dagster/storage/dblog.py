@@ -20,6 +20,7 @@ class StorageError(RuntimeError):
 @dataclass
 class OpStats:
     rows: int = 0
+    scene_id: object = None  # set inside the block when the rows' ids are known (RETURNING)
 
 
 @contextmanager
@@ -46,6 +47,8 @@ def db_op(
             f"{operation} failed for story_id={story_id} scene_id={scene_id}: {detail}"
         ) from exc
     ms = round((time.perf_counter() - started) * 1000, 2)
+    if stats.scene_id is not None:
+        scene_id = context["scene_id"] = stats.scene_id
     log.info(
         "db %s story_id=%s scene_id=%s rows=%s ms=%s",
         operation,

@@ -391,7 +391,8 @@ def upsert_scene_columns(
                 del rec["field_sources"][c]
                 kept.setdefault(rec["story_id"], set()).add(f"{c}@{rec['scene_number']}")
         stmt = _scene_columns_upsert(records, columns)
-        op.rows = len(conn.execute(stmt.returning(scenes.c.id)).all())
+        ids = [r.id for r in conn.execute(stmt.returning(scenes.c.id))]
+        op.rows, op.scene_id = len(ids), ",".join(map(str, sorted(ids)))
         for rec in records:
             old = before.get((rec["story_id"], rec["scene_number"])) or {}
             record_changes(
