@@ -42,15 +42,16 @@ def _bench(*args: str) -> tuple[dict[str, dict], str]:
     env = {
         k: v for k, v in os.environ.items() if k not in ("STORYGEN_DATABASE_URL", "DAGSTER_HOME")
     }
-    out = subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
-        check=True,
-    ).stdout
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = proc.stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     by_name = {r["figure"]: r for r in rows}
     assert len(by_name) == len(rows), "one line per figure"
