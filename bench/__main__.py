@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict] = []
     with contextlib.ExitStack() as stack:
         fake = None
-        if args.providers == "http":
+        wants_providers = args.only & {"single_story", "batch"} or (
+            "naive_dagster" in args.only and args.naive > 0
+        )
+        if args.providers == "http" and wants_providers:
             from bench.fake_server import FakeServerProcess
 
             fake = stack.enter_context(FakeServerProcess(args.latency))

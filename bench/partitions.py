@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from storygen_dagster.storage import requests as queue
-from storygen_dagster.storage.tables import scenes, stories
+from storygen_dagster.storage.tables import scenes, stories, story_requests
 
 SCENES_PER_STORY = 4
 CHUNK = 1000
@@ -75,6 +75,14 @@ def probe(engine: sa.Engine, instance: dg.DagsterInstance, db_url: str, tag: str
     mat_s, materialized = _timed(
         lambda: instance.get_materialized_partitions(dg.AssetKey("storybook"))
     )
+    # The runs are never launched here: close the rows, so the next probe's tick does not
+    # reconcile them (one instance.get_runs per queued row) and measures the partitions alone.
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(story_requests)
+            .where(story_requests.c.story_id.like(f"{tag}-req-%"))
+            .values(status="succeeded")
+        )
     return {
         "sensor_tick_s": round(sensor_s, 3),
         "status_s": round(status_s, 3),
