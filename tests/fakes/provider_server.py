@@ -201,3 +201,44 @@ class FakeProvider:
                 self._handle("GET")
 
         return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the fake as its own process (the benchmark runs it so that painting PNGs does not
+    share the caller's GIL): print the /v1 URL on stdout, serve until stdin closes (or
+    SIGTERM/SIGINT), then print one JSON line of request counts and exit."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.provider_server")
+    parser.add_argument("--port", type=int, default=0, help="0 = a free port")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds slept per request")
+    parser.add_argument("--key", default="sk-test-key", help="the API key the fake expects")
+    args = parser.parse_args(argv)
+    fake = FakeProvider(api_key=args.key)
+    if args.port:
+        fake.server.server_close()
+        fake.server = ThreadingHTTPServer(("127.0.0.1", args.port), fake._handler())
+        fake.server.daemon_threads = True
+        fake.thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    fake.delay_s = args.delay
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    with fake:
+        print(fake.url, flush=True)
+        waiter = threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True)
+        waiter.start()
+        done.wait()
+    stats = {
+        "chat": fake.count("chat"),
+        "images": fake.count("images"),
+        "files": fake.count("files"),
+        "max_in_flight": fake.max_in_flight,
+    }
+    print(json.dumps(stats), flush=True)
+
+
+if __name__ == "__main__":
+    main()
