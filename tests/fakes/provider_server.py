@@ -64,6 +64,10 @@ class FakeProvider:
         self.seen: list[Seen] = []
         self.files: dict[str, bytes] = {}
         self.delay_s = 0.0  # every request, for concurrency tests
+        # Paint one picture per size and serve it for every prompt (the benchmark: the
+        # provider's rendering time is modelled by delay_s, not by our CPU).
+        self.reuse_images = False
+        self._painted: dict[tuple[int, int], bytes] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -134,7 +138,12 @@ class FakeProvider:
         width, height = body.get("width"), body.get("height")
         if "size" in body:
             width, height = (int(v) for v in body["size"].split("x"))
-        png = fault.get("png") or offline.paint_scene(body["prompt"], width, height, 7)
+        png = fault.get("png")
+        if png is None and self.reuse_images:
+            if (width, height) not in self._painted:
+                self._painted[(width, height)] = offline.paint_scene("a fox", width, height, 7)
+            png = self._painted[(width, height)]
+        png = png or offline.paint_scene(body["prompt"], width, height, 7)
         if body.get("response_format") == "url":
             name = f"img{len(self.files)}.png"
             self.files[name] = png
@@ -215,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 = a free port")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds slept per request")
     parser.add_argument("--key", default="sk-test-key", help="the API key the fake expects")
+    parser.add_argument(
+        "--reuse-images", action="store_true", help="paint once per size, serve it for every prompt"
+    )
     args = parser.parse_args(argv)
     fake = FakeProvider(api_key=args.key)
     if args.port:
@@ -223,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         fake.server.daemon_threads = True
         fake.thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
     fake.delay_s = args.delay
+    fake.reuse_images = args.reuse_images
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
