@@ -38,6 +38,17 @@ def prepare_dagster_home(settings: Settings, database_url: str) -> str:
     return str(path)
 
 
+def pool_storage_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """dagster-postgres opens a new connection for every storage call (NullPool): ~5 ms each,
+    several per event, so a 50-story step spent seconds connecting (measured: one story's run
+    2.8 s -> 1.1 s with a pool). Give this process's instance a small pool instead, as the
+    webserver does for itself. Idempotent; a no-op for other storages."""
+    if not getattr(instance, "_storygen_pooled", False):
+        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
+        instance._storygen_pooled = True  # type: ignore[attr-defined]
+    return instance
+
+
 def get_instance(settings: Settings, database_url: str) -> dg.DagsterInstance:
     prepare_dagster_home(settings, database_url)
-    return dg.DagsterInstance.get()
+    return pool_storage_connections(dg.DagsterInstance.get())

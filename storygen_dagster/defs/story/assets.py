@@ -37,6 +37,7 @@ from storygen_dagster.defs.story.chain import (
     StoryCheckFailed,
 )
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
+from storygen_dagster.instance import pool_storage_connections
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import repository as repo
 
@@ -156,6 +157,8 @@ def story_assets(
     images: ImageServiceResource,
 ):
     """Every selected story asset for every story in the run (see the module docstring)."""
+    # A run launched by the daemon has its own instance: pool its event-log connections too.
+    pool_storage_connections(context.instance)
     ids = story_ids(context)
     engine = db.engine()
     store = objects.store()
