@@ -219,3 +219,29 @@ def test_demo_batch_checks_all_pass(instance, engine, test_defs):
         assert execution.status.value == "SUCCEEDED", key
         meta = execution.event.dagster_event.event_specific_data.metadata
         assert meta["stories_checked"].value == count
+
+
+def test_user_edited_moment_is_kept_never_stale_and_costs_no_call(instance, engine, test_defs):
+    from storygen_dagster.storage.edits import edit_story
+
+    _built(engine, instance, test_defs, "own-1", child_name="Ivo", scene_count=3)
+    edit_story(engine, "own-1", by="ana", scene_number=3, moment="Ivo waves from a red kite")
+    edit_story(engine, "own-1", by="ana", scene_number=3, text="Ivo flies a kite at dusk.")
+    items = stale_items(engine, "own-1")
+    # The moment is the user's (not stale even though its scene's text changed); the image
+    # drawn from the old moment is.
+    assert {(i["asset"], i["scene_number"]) for i in items} == {
+        ("scene_images", 3),
+        ("storybook", None),
+    }
+    # A full AI re-run keeps the moment and makes no call for it.
+    [outcome] = materialize_stories(test_defs, instance, ["own-1"])
+    assert outcome.success
+    assert _scene_rows(engine, "own-1")[3].moment == "Ivo waves from a red kite"
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("scene_moments"), asset_partitions=["own-1"]),
+        limit=1,
+    ).records
+    assert records[0].run_id == outcome.run_id
+    assert set(records[0].asset_materialization.metadata["input_fingerprints"].value) == {"1", "2"}
+    assert stale_items(engine, "own-1") == []

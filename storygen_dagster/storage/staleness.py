@@ -34,18 +34,18 @@ PROMPT_OF = {
 }
 
 
-def load_fingerprints(
-    engine: sa.Engine, story_ids: Iterable[str]
+def load_row_facts(
+    engine: sa.Engine, story_ids: Iterable[str], column: str = "input_fingerprints"
 ) -> tuple[dict[str, dict], dict[tuple[str, int], dict]]:
+    """A per-row JSONB column (input_fingerprints or field_sources) of the stories and of
+    their scenes: ({story_id: {...}}, {(story_id, scene_number): {...}})."""
     ids = list(story_ids)
-    with db_op("load_fingerprints", story_id=",".join(ids)) as op, engine.connect() as conn:
+    with db_op(f"load_{column}", story_id=",".join(ids)) as op, engine.connect() as conn:
         story_rows = conn.execute(
-            sa.select(stories.c.story_id, stories.c.input_fingerprints).where(
-                stories.c.story_id.in_(ids)
-            )
+            sa.select(stories.c.story_id, stories.c[column]).where(stories.c.story_id.in_(ids))
         ).all()
         scene_rows = conn.execute(
-            sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c.input_fingerprints).where(
+            sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c[column]).where(
                 scenes.c.story_id.in_(ids)
             )
         ).all()
@@ -54,6 +54,10 @@ def load_fingerprints(
         {sid: dict(f or {}) for sid, f in story_rows},
         {(sid, int(n)): dict(f or {}) for sid, n, f in scene_rows},
     )
+
+
+def load_fingerprints(engine: sa.Engine, story_ids: Iterable[str]):
+    return load_row_facts(engine, story_ids, "input_fingerprints")
 
 
 def _item(asset: str, reason: str, scene: int | None = None) -> dict:
@@ -76,7 +80,11 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     if story_id not in requests:
         raise LookupError(f"story_id {story_id!r} not found")
     story_fps, scene_fps = load_fingerprints(engine, [story_id])
+    story_src, scene_src = load_row_facts(engine, [story_id], "field_sources")
     stored = story_fps.get(story_id, {})
+    # A value a user edited is theirs: never stale (AI re-runs keep it), though what is built
+    # from it is.
+    user_fields = {f for f, src in story_src.get(story_id, {}).items() if src == "user"}
     story = repo.load_stories(engine, [story_id]).get(story_id)
     items: list[dict] = []
     why = _state(
@@ -93,6 +101,8 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
         fields[name] = repo.load_story_field(engine, [story_id], name).get(story_id)
         why = _state(fp.story_level(name, story), stored.get(name), fields[name] is not None)
         why = why or ("upstream stale" if upstream_story else None)
+        if name in user_fields and fields[name] is not None:
+            why = None
         field_stale[name] = bool(why)
         if why:
             items.append(_item(name, why))
@@ -103,6 +113,8 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
         fps = scene_fps.get((story_id, n), {})
         why = _state(fp.scene_moment(story, n), fps.get("scene_moments"), bool(row["moment"]))
         why = why or ("upstream stale" if upstream_story else None)
+        if row["moment"] and scene_src.get((story_id, n), {}).get("moment") == "user":
+            why = None
         if why:
             items.append(_item("scene_moments", why, n))
         if why or not all(fields.values()):

@@ -32,6 +32,7 @@ from storygen_dagster.domain.models import BaseStyle, Provenance, StoryRequest, 
 from storygen_dagster.providers.base import CallContext, ImageRejected, ImageService, StoryLLM
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
+from storygen_dagster.storage.staleness import load_row_facts
 
 log = logging.getLogger("storygen.pipeline")
 
@@ -193,11 +194,21 @@ class StoryChain:
             raise LookupError(f"story {sid} has no {name} yet")
         return values[sid]
 
-    async def _stored_fingerprints(self, sid: str) -> tuple[dict, dict[int, dict]]:
-        from storygen_dagster.storage.staleness import load_fingerprints
+    async def _row_facts(self, sid: str, column: str) -> tuple[dict, dict[int, dict]]:
+        story, by_scene = await _to_thread(load_row_facts, self.engine, [sid], column)
+        return story.get(sid, {}), {n: f for (s, n), f in by_scene.items() if s == sid}
 
-        story_fps, scene_fps = await _to_thread(load_fingerprints, self.engine, [sid])
-        return story_fps.get(sid, {}), {n: f for (s, n), f in scene_fps.items() if s == sid}
+    async def _stored_fingerprints(self, sid: str) -> tuple[dict, dict[int, dict]]:
+        return await self._row_facts(sid, "input_fingerprints")
+
+    async def _user_owned(self, sid: str) -> tuple[set[str], dict[int, set[str]]]:
+        """Fields a user edited last (kept on AI re-runs unless overwrite): their provider
+        calls are skipped rather than paid for and thrown away."""
+        if self.overwrite:
+            return set(), {}
+        story, scenes = await self._row_facts(sid, "field_sources")
+        owned = {f for f, src in story.items() if src == "user"}
+        return owned, {n: {f for f, src in fs.items() if src == "user"} for n, fs in scenes.items()}
 
     # -- the chain ---------------------------------------------------------------------------
     async def run(self, sid: str) -> list[str]:
@@ -281,6 +292,9 @@ class StoryChain:
 
     async def story_field(self, sid: str, story, name: str) -> None:
         asset = STORY_FIELDS[name]
+        if name in (await self._user_owned(sid))[0]:
+            log.info("kept user edit, no call", extra={"story_id": sid, "asset": name})
+            return
         fingerprint = fp.story_level(name, story)
         if self.stale_only:
             stored, _ = await self._stored_fingerprints(sid)
@@ -313,7 +327,14 @@ class StoryChain:
         )
 
     async def scene_moments(self, sid: str, story) -> None:
-        wanted = {s.scene_number: fp.scene_moment(story, s.scene_number) for s in story.scenes}
+        _, owned = await self._user_owned(sid)
+        wanted = {
+            s.scene_number: fp.scene_moment(story, s.scene_number)
+            for s in story.scenes
+            if "moment" not in owned.get(s.scene_number, ())
+        }
+        if not wanted:
+            return
         if self.stale_only:
             _, stored = await self._stored_fingerprints(sid)
             wanted = {
