@@ -9,19 +9,10 @@ from storygen_dagster.domain.images import inspect_png
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
+from storygen_dagster.storage.staleness import ASSET_ORDER
 from tests.conftest import TEST_HEIGHT, TEST_WIDTH
 
-KEYS = [
-    dg.AssetKey(k)
-    for k in (
-        "structured_story",
-        "visual_profile",
-        "base_style",
-        "scene_moments",
-        "scene_images",
-        "storybook",
-    )
-]
+KEYS = [dg.AssetKey(k) for k in ASSET_ORDER]
 
 
 def _add(instance, engine, sid: str, **fields) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -371,7 +371,7 @@ BULK_ROWS = 64
 
 def _execute_upsert(conn: sa.Connection, records: list[dict], columns: tuple[str, ...]) -> list:
     if len(records) < BULK_ROWS:
-        return [r.id for r in conn.execute(_scene_columns_upsert(columns), records)]
+        return conn.execute(_scene_columns_upsert(columns), records).scalars().all()
     cols = _batch_columns(columns)
     names = ", ".join(cols)
     conn.exec_driver_sql(
@@ -381,9 +381,12 @@ def _execute_upsert(conn: sa.Connection, records: list[dict], columns: tuple[str
         with cur.copy(f"copy _scene_batch ({names}) from stdin") as copy:
             for rec in records:
                 copy.write_row(
-                    [json.dumps(v) if isinstance(v, dict) else v for v in (rec[c] for c in cols)]
+                    [
+                        orjson.dumps(v).decode() if isinstance(v, dict) else v
+                        for v in (rec[c] for c in cols)
+                    ]
                 )
-    return [r.id for r in conn.execute(_scene_bulk_upsert(columns))]
+    return conn.execute(_scene_bulk_upsert(columns)).scalars().all()
 
 
 def upsert_scene_columns(
@@ -423,7 +426,7 @@ def upsert_scene_columns(
         # Old values read and locked in this transaction, so the kept edits and the audit
         # rows describe exactly this change.
         before = {
-            (r["story_id"], r["scene_number"]): r
+            (r["story_id"], r["scene_number"]): dict(r)  # plain dicts: RowMapping.get is slow
             for r in conn.execute(
                 sa.select(
                     scenes.c.story_id,
