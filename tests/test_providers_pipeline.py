@@ -155,3 +155,27 @@ def test_openai_image_provider_selected_by_setting(fake, resources, instance, en
     _register(engine, ["oa-1"], scene_count=3)
     assert materialize_stories(build_definitions(res), instance, ["oa-1"])[0].success
     assert all("size" in s.body for s in fake.seen if s.kind == "images")
+
+
+def test_one_story_failing_at_its_images_leaves_the_batch_built(
+    fake, real_resources, instance, engine, provider_env
+):
+    """A 4xx on one image fails that story alone: the others get every asset and a book, and
+    the failed story keeps what it had built and shows failed only from scene_images on."""
+    ids = ["iso-1", "iso-2", "iso-3"]
+    _register(engine, ids, scene_count=3)
+    fake.queue("images", {"status": 400, "body": {"error": {"message": "prompt rejected"}}})
+    [outcome] = materialize_stories(build_definitions(real_resources), instance, ids)
+    assert not outcome.success
+    statuses = _statuses(engine, ids)
+    failed = [sid for sid, (status, _) in statuses.items() if status == "failed"]
+    assert len(failed) == 1 and "prompt rejected" in statuses[failed[0]][1]
+    assert "scene_images" in statuses[failed[0]][1]
+    ok = sorted(set(ids) - set(failed))
+    assert {statuses[sid][0] for sid in ok} == {"succeeded"}
+    book = dg.AssetKey("storybook")
+    assert sorted(instance.get_materialized_partitions(book)) == ok
+    # Upstream of the failure the story is materialized like the others.
+    assert set(ids) <= set(instance.get_materialized_partitions(dg.AssetKey("scene_moments")))
+    run = instance.get_run_by_id(outcome.run_id)
+    assert run.is_failure
