@@ -144,12 +144,14 @@ def _story():
 
 
 def test_scene_count_check():
-    story = _story()
-    assert checks.scene_count_problems(story, [1, 2, 3]) == []
-    assert checks.scene_count_problems(story, [1, 2]) == [
+    assert checks.scene_count_problems(3, [1, 2, 3]) == []
+    assert checks.scene_count_problems(3, [1, 2]) == [
         "scenes stored [1, 2] but story_meta.scene_count is 3"
     ]
-    assert checks.scene_count_problems(story, [1, 2, 3, 4])
+    assert checks.scene_count_problems(3, [1, 2, 3, 4])
+    assert checks.scene_count_problems(6, [1, 2, 3, 4, 5, 6])[0] == (
+        "story_meta.scene_count is 6, outside 3-5"
+    )
 
 
 def test_required_fields_check():
@@ -245,3 +247,68 @@ def test_user_edited_moment_is_kept_never_stale_and_costs_no_call(instance, engi
     assert records[0].run_id == outcome.run_id
     assert set(records[0].asset_materialization.metadata["input_fingerprints"].value) == {"1", "2"}
     assert stale_items(engine, "own-1") == []
+
+
+def _run_checks(instance, defs, sid):
+    """Execute every check alone (the UI's 'Execute checks'), on the stored values."""
+    job = defs.resolve_job_def("storybook_job").get_subset(
+        asset_check_selection={s.key for s in story_assets.check_specs}
+    )
+    result = job.execute_in_process(instance=instance, partition_key=sid, raise_on_error=False)
+    assert not result.get_asset_materialization_events()  # nothing regenerated
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def test_checks_alone_pass_on_a_good_story_and_each_fails_on_a_crafted_value(
+    instance, engine, test_defs, object_root
+):
+    _built(engine, instance, test_defs, "crafted-1", child_name="Lu", scene_count=4)
+    good = _run_checks(instance, test_defs, "crafted-1")
+    assert len(good) == len(story_assets.check_specs) and all(e.passed for e in good.values())
+    crafted = [
+        # (SQL that breaks one value, the check that must fail)
+        (
+            "delete from scenes where story_id = 'crafted-1' and scene_number = 4",
+            ("structured_story", "scene_count"),
+        ),
+        (
+            "update stories set visual_profile = jsonb_set(visual_profile, '{character_prompt}', "
+            "'\"\"') where story_id = 'crafted-1'",
+            ("visual_profile", "required_fields"),
+        ),
+        (
+            "update stories set base_style = base_style - 'lighting' where story_id = 'crafted-1'",
+            ("base_style", "required_fields"),
+        ),
+        (
+            "update scenes set image_prompt = repeat('x', 5000) where story_id = 'crafted-1' "
+            "and scene_number = 1",
+            ("scene_images", "prompt_budget"),
+        ),
+        (
+            "update scenes set moment = 'Lu finds a gun' where story_id = 'crafted-1' "
+            "and scene_number = 2",
+            ("storybook", "content_safety"),
+        ),
+    ]
+    for sql, check in crafted:
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql))
+        evaluations = _run_checks(instance, test_defs, "crafted-1")
+        failed = {k for k, e in evaluations.items() if not e.passed}
+        assert check in failed, (sql, failed)
+        meta = evaluations[check].metadata
+        assert list(meta["failed"].value) == ["crafted-1"] and meta["failed"].value["crafted-1"]
+        _built(engine, instance, test_defs, "crafted-1", child_name="Lu", scene_count=4)
+    # A stored image that no longer decodes fails images_valid.
+    from storygen_dagster.storage.objects import ObjectStore
+
+    uri = repo.load_scenes(engine, ["crafted-1"])["image_uri"].iloc[0]
+    ObjectStore(str(object_root))._path(uri).write_bytes(b"not a png")
+    evaluations = _run_checks(instance, test_defs, "crafted-1")
+    assert not evaluations[("scene_images", "images_valid")].passed
+    row = repo.story_overview(engine, "crafted-1").iloc[0]
+    assert row["status"] == "failed" and "images_valid" in row["error"]

@@ -39,9 +39,8 @@ DEFAULT_BLOCKLIST = (
 REQUIRED_CHILD_FIELDS = ("name", "age", "gender", "personality", "favorites", "physical_appearance")
 
 
-def scene_count_problems(story: StructuredStory, stored_scene_numbers: Sequence[int]) -> list[str]:
-    """The stored scenes are exactly 1..story_meta.scene_count, and that count is 3-5."""
-    wanted = story.story_meta.scene_count
+def scene_count_problems(wanted: int, stored_scene_numbers: Sequence[int]) -> list[str]:
+    """The stored scenes are exactly 1..story_meta.scene_count (`wanted`), which is 3-5."""
     problems = []
     if not MIN_SCENES <= wanted <= MAX_SCENES:
         problems.append(f"story_meta.scene_count is {wanted}, outside {MIN_SCENES}-{MAX_SCENES}")

@@ -212,7 +212,12 @@ class StoryChain:
 
     # -- the chain ---------------------------------------------------------------------------
     async def run(self, sid: str) -> list[str]:
-        """The selected stages of one story, in order; an error names the stage it came from."""
+        """The selected stages of one story, in order; an error names the stage it came from.
+        With no asset selected (checks executed alone from the UI) the stored values are
+        checked instead."""
+        if not self.selected:
+            await _stage("checks", self.check_stored(sid))
+            return []
         if STRUCTURED in self.selected:
             await _stage("structured_story", self.structured_story(sid))
         first = next(
@@ -271,7 +276,9 @@ class StoryChain:
             sid,
             STRUCTURED,
             "scene_count",
-            scene_count_problems(story, [int(n) for n in scenes["scene_number"]]),
+            scene_count_problems(
+                story.story_meta.scene_count, [int(n) for n in scenes["scene_number"]]
+            ),
         )
         self._check(sid, STRUCTURED, "required_fields", required_field_problems(story))
         meta = story.story_meta
@@ -546,3 +553,53 @@ class StoryChain:
                 **provenance_metadata([prov], self.by, fingerprint),
             },
         )
+
+    async def check_stored(self, sid: str) -> None:
+        """Every selected check on the story's stored values (no provider call, no write)."""
+        scenes = (await _to_thread(repo.load_scenes, self.engine, [sid])).to_dict("records")
+        meta = await self._field(sid, "story_meta")
+        numbers = [int(r["scene_number"]) for r in scenes]
+        # Before the story is parsed: a stored story whose scenes do not match its meta does
+        # not parse, and this check is what should say so.
+        self._check(
+            sid, STRUCTURED, "scene_count", scene_count_problems(meta["scene_count"], numbers)
+        )
+        story = await self._story(sid)
+        fields = await _to_thread(
+            lambda: {f: repo.load_story_field(self.engine, [sid], f).get(sid) for f in STORY_FIELDS}
+        )
+        problems: list[StoryCheckFailed] = []
+
+        def check(asset, name, found, hold=False):
+            try:
+                self._check(sid, asset, name, found, hold=hold)
+            except StoryCheckFailed as exc:
+                problems.append(exc)
+
+        check(STRUCTURED, "required_fields", required_field_problems(story))
+        for name, asset in STORY_FIELDS.items():
+            if fields[name] is not None:
+                check(
+                    asset, "required_fields", required_field_problems(story, **{name: fields[name]})
+                )
+        prompts = {int(r["scene_number"]): r["image_prompt"] for r in scenes if r["image_prompt"]}
+        check(IMAGES, "prompt_budget", prompt_budget_problems(prompts, self.budget))
+        if check_key(IMAGES, "images_valid") in self.selected_checks:
+            bad = []
+            for r in scenes:
+                if not r["image_uri"]:
+                    continue
+                try:
+                    png = await _to_thread(self.store.get, r["image_uri"])
+                    await _to_thread(inspect_png, png, width=self.width, height=self.height)
+                except (ImageCheckError, OSError) as exc:
+                    bad.append(f"scene {r['scene_number']}: {exc}")
+            check(IMAGES, "images_valid", bad)
+        texts = story_texts(
+            story,
+            {int(r["scene_number"]): r["moment"] for r in scenes},
+            {int(r["scene_number"]): r["image_prompt"] for r in scenes},
+        )
+        check(BOOK, "content_safety", unsafe_terms(texts, self.blocklist), hold=True)
+        if problems:
+            raise problems[0]
