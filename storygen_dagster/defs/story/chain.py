@@ -72,13 +72,17 @@ class CheckLedger:
         out = []
         for key in sorted(selected, key=lambda k: (k.asset_key.to_user_string(), k.name)):
             failed = self.problems.get(key, {})
+            checked = len(self.checked.get(key, ()))
             out.append(
                 dg.AssetCheckResult(
                     asset_key=key.asset_key,
                     check_name=key.name,
                     passed=not failed,
+                    description=None
+                    if checked
+                    else "no story of this run reached this check (see the run's failures)",
                     metadata={
-                        "stories_checked": dg.MetadataValue.int(len(self.checked.get(key, ()))),
+                        "stories_checked": dg.MetadataValue.int(checked),
                         "stories_failed": dg.MetadataValue.int(len(failed)),
                         "failed": dg.MetadataValue.json(failed),
                     },
