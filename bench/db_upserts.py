@@ -1,7 +1,9 @@
 """db_upserts: scene rows upserted per second through repository.upsert_scene_columns, one call
 for every row (batched) vs one call per story (what the scene_moments asset does today) vs one
 call per row, on separate sets of stories in the same database and process. SQL time is split
-by statement kind with SQLAlchemy cursor events, to show where a slow path spends its time."""
+by statement kind with SQLAlchemy cursor events, to show where a slow path spends its time
+(COPY, which the batched path uses from 64 rows on, is not a cursor event: it counts in
+outside_sql_s)."""
 
 from __future__ import annotations
 

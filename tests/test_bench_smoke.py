@@ -80,7 +80,11 @@ def test_bench_quick_prints_every_figure():
     assert upserts["rows"] == 25 * 4
     for mode in ("batched", "per_story", "row_by_row"):
         assert upserts[mode]["rows"] == 100 and upserts[mode]["rows_per_s"] > 0
+    for mode in ("per_story", "row_by_row"):
         assert upserts[mode]["audit_insert_n"] > 0  # the breakdown saw the audit rows
+    # 100 rows in one call take the COPY path: one INSERT ... SELECT, audit rows by COPY.
+    assert upserts["batched"]["scene_upsert_n"] == 1
+    assert "audit_insert_n" not in upserts["batched"]
     assert upserts["batched"]["calls"] == 1 and upserts["row_by_row"]["calls"] == 100
     assert upserts["ratio_batched_vs_row"] > 0
 
