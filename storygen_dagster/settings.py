@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     content_blocklist: list[str] | None = Field(
         None, description="JSON list of words that hold a story; unset = the built-in list"
     )
+    moderation_url: str | None = Field(
+        None, description="OpenAI-compatible /v1 base for POST /moderations; unset = word list only"
+    )
+    moderation_api_key: SecretStr | None = Field(None, description="Unset = STORYGEN_LLM_API_KEY")
+    moderation_model: str = "omni-moderation-latest"
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 

@@ -312,3 +312,28 @@ def test_checks_alone_pass_on_a_good_story_and_each_fails_on_a_crafted_value(
     assert not evaluations[("scene_images", "images_valid")].passed
     row = repo.story_overview(engine, "crafted-1").iloc[0]
     assert row["status"] == "failed" and "images_valid" in row["error"]
+
+
+def test_moderation_endpoint_holds_a_flagged_story(
+    fake, real_resources, instance, engine, provider_env
+):
+    """With STORYGEN_MODERATION_URL set, content_safety also asks the endpoint (here the
+    loopback fake, which flags one word): the flagged story is held, the other is built."""
+    from storygen_dagster.definitions import build_definitions
+    from tests.fakes.helpers import KEY
+
+    provider_env.setenv("STORYGEN_MODERATION_URL", fake.url)
+    provider_env.setenv("STORYGEN_MODERATION_API_KEY", KEY)
+    fake.flag_words = {"Vexmoor"}
+    for sid, name in (("mod-1", "Vexmoor"), ("mod-2", "Pim")):
+        request = StoryRequest(story_id=sid, child_name=name, scene_count=3)
+        repo.register_request(engine, sid, request, by="t")
+    [outcome] = materialize_stories(build_definitions(real_resources), instance, ["mod-1", "mod-2"])
+    assert not outcome.success
+    rows = repo.story_overview(engine).set_index("story_id")
+    assert rows.at["mod-2", "status"] == "succeeded"
+    assert rows.at["mod-1", "status"] == "held"
+    assert "flagged (violence)" in rows.at["mod-1", "error"]
+    calls = [s for s in fake.seen if s.kind == "moderations"]
+    assert len(calls) == 2 and all(s.auth == f"Bearer {KEY}" for s in calls)
+    assert calls[0].body["model"] == "omni-moderation-latest"

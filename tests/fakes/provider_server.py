@@ -60,7 +60,14 @@ def solid_png(width: int, height: int, color=(0, 0, 0), fmt: str = "PNG") -> byt
 class FakeProvider:
     def __init__(self, api_key: str = "sk-test-key"):
         self.api_key = api_key
-        self.script: dict[str, deque[dict]] = {"chat": deque(), "images": deque(), "files": deque()}
+        self.script: dict[str, deque[dict]] = {
+            "chat": deque(),
+            "images": deque(),
+            "files": deque(),
+            "moderations": deque(),
+        }
+        # Words the fake moderation endpoint flags (as category "violence").
+        self.flag_words: set[str] = set()
         self.seen: list[Seen] = []
         self.files: dict[str, bytes] = {}
         self.delay_s = 0.0  # every request, for concurrency tests
@@ -109,6 +116,8 @@ class FakeProvider:
             return 200, {"Content-Type": "image/png"}, fault["data"]
         if kind == "chat":
             return 200, {}, json.dumps(self._chat(body, fault)).encode()
+        if kind == "moderations":
+            return 200, {}, json.dumps(self._moderate(body)).encode()
         return 200, {}, json.dumps(self._image(body, fault)).encode()
 
     def _chat(self, body: dict, fault: dict) -> dict:
@@ -132,6 +141,17 @@ class FakeProvider:
                 "prompt_tokens": len(json.dumps(body["messages"])) // 4,
                 "completion_tokens": max(1, len(content) // 4),
             },
+        }
+
+    def _moderate(self, body: dict) -> dict:
+        def verdict(text: str) -> dict:
+            hit = any(w.lower() in text.lower() for w in self.flag_words)
+            return {"flagged": hit, "categories": {"violence": hit, "sexual": False}}
+
+        return {
+            "id": "modr-fake",
+            "model": body["model"],
+            "results": [verdict(t) for t in body["input"]],
         }
 
     def _image(self, body: dict, fault: dict) -> dict:
@@ -164,6 +184,8 @@ class FakeProvider:
                     if path.endswith("/chat/completions")
                     else "images"
                     if path.endswith("/images/generations")
+                    else "moderations"
+                    if path.endswith("/moderations")
                     else "files"
                 )
                 length = int(self.headers.get("Content-Length") or 0)

@@ -38,6 +38,7 @@ from storygen_dagster.defs.story.chain import (
 )
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
 from storygen_dagster.instance import pool_storage_connections
+from storygen_dagster.providers.moderation import build_moderation
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import repository as repo
 
@@ -162,6 +163,7 @@ def story_assets(
     ids = story_ids(context)
     engine = db.engine()
     store = objects.store()
+    settings = get_settings()
     chain = StoryChain(
         context,
         engine=engine,
@@ -170,7 +172,8 @@ def story_assets(
         images=images.client(engine, store),
         size=images.size(),
         budget=images.prompt_budget(),
-        blocklist=get_settings().content_blocklist,
+        blocklist=settings.content_blocklist,
+        moderation=build_moderation(settings),
         fresh=fresh_run(context),
         stale_only=tag_is_set(context, STALE_ONLY_TAG),
         overwrite_user_edits=tag_is_set(context, OVERWRITE_TAG),

@@ -30,6 +30,7 @@ from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbnail_jpeg
 from storygen_dagster.domain.models import BaseStyle, Provenance, StoryRequest, VisualProfile
 from storygen_dagster.providers.base import CallContext, ImageRejected, ImageService, StoryLLM
+from storygen_dagster.providers.moderation import Moderation
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
 from storygen_dagster.storage.staleness import load_row_facts
@@ -152,6 +153,7 @@ class StoryChain:
         size: tuple[int, int],
         budget: int,
         blocklist: list[str] | None,
+        moderation: Moderation | None = None,
         fresh: bool,
         stale_only: bool,
         overwrite_user_edits: bool,
@@ -161,6 +163,7 @@ class StoryChain:
         self.width, self.height = size
         self.budget = budget
         self.blocklist = blocklist or list(DEFAULT_BLOCKLIST)
+        self.moderation = moderation
         self.fresh, self.stale_only = fresh, stale_only
         self.overwrite = overwrite_user_edits
         self.selected = set(context.selected_asset_keys)
@@ -468,6 +471,16 @@ class StoryChain:
             },
         )
 
+    async def _content_safety(self, sid: str, texts: dict[str, str | None]) -> None:
+        """The word list, then the moderation endpoint when one is configured."""
+        found = unsafe_terms(texts, self.blocklist)
+        if (
+            self.moderation is not None
+            and check_key(BOOK, "content_safety") in self.selected_checks
+        ):
+            found += await self.moderation.flagged(texts)
+        self._check(sid, BOOK, "content_safety", found, hold=True)
+
     async def _image(self, sid: str, number: int, text: str, prompt: str, fingerprint: str):
         """The stored scene row, or the problem with the picture (as a string)."""
         seed = int(content_hash([sid, number])[:8], 16)
@@ -512,7 +525,7 @@ class StoryChain:
             {r["scene_number"]: r["moment"] for r in rows},
             {r["scene_number"]: r["image_prompt"] for r in rows},
         )
-        self._check(sid, BOOK, "content_safety", unsafe_terms(texts, self.blocklist), hold=True)
+        await self._content_safety(sid, texts)
         pages = [
             Page(
                 scene_number=r["scene_number"],
@@ -604,6 +617,9 @@ class StoryChain:
             {int(r["scene_number"]): r["moment"] for r in scenes},
             {int(r["scene_number"]): r["image_prompt"] for r in scenes},
         )
-        check(BOOK, "content_safety", unsafe_terms(texts, self.blocklist), hold=True)
+        try:
+            await self._content_safety(sid, texts)
+        except StoryCheckFailed as exc:
+            problems.append(exc)
         if problems:
             raise problems[0]
