@@ -26,16 +26,9 @@ from storygen_dagster.defs.runner import (
     story_ids,
     tag_is_set,
 )
-from storygen_dagster.defs.story.chain import (
-    BOOK,
-    IMAGES,
-    MOMENTS,
-    STRUCTURED,
-    STYLE,
-    VISUAL,
-    StoryChain,
-    StoryCheckFailed,
-)
+from storygen_dagster.defs.story.chain import StoryChain
+from storygen_dagster.defs.story.keys import BOOK, IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
+from storygen_dagster.defs.story.quality import CHECK_SPECS, StoryCheckFailed
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
 from storygen_dagster.instance import pool_storage_connections
 from storygen_dagster.providers.moderation import build_moderation
@@ -90,52 +83,6 @@ SPECS = [
         "and picture. Held (not built) when the content-safety check fails.",
         code_version="storybook-v1",
         **_IMAGES,
-    ),
-]
-
-CHECK_SPECS = [
-    dg.AssetCheckSpec(
-        "scene_count",
-        asset=STRUCTURED,
-        blocking=True,
-        description="Stored scenes are exactly 1..story_meta.scene_count, and that is 3-5.",
-    ),
-    dg.AssetCheckSpec(
-        "required_fields",
-        asset=STRUCTURED,
-        blocking=True,
-        description="Every child profile field the prompts need is present.",
-    ),
-    dg.AssetCheckSpec(
-        "required_fields",
-        asset=VISUAL,
-        blocking=True,
-        description="character_prompt (and side_character_prompt when there is one).",
-    ),
-    dg.AssetCheckSpec(
-        "required_fields",
-        asset=STYLE,
-        blocking=True,
-        description="art_style, lighting, atmosphere, color_scheme, composition_rules.",
-    ),
-    dg.AssetCheckSpec(
-        "prompt_budget",
-        asset=IMAGES,
-        blocking=True,
-        description="Every composed image prompt is within STORYGEN_IMAGE_PROMPT_MAX_CHARS.",
-    ),
-    dg.AssetCheckSpec(
-        "images_valid",
-        asset=IMAGES,
-        blocking=True,
-        description="Every image decodes, has the configured size and is not blank.",
-    ),
-    dg.AssetCheckSpec(
-        "content_safety",
-        asset=BOOK,
-        blocking=True,
-        description="No blocked word in the title, scene texts, moments or image prompts; "
-        "a story that fails is held (status 'held'), not published.",
     ),
 ]
 

@@ -9,12 +9,26 @@ import asyncio
 import base64
 import logging
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
 
 import dagster as dg
 import pandas as pd
 
+from storygen_dagster.defs.story.keys import (
+    BOOK,
+    IMAGES,
+    MOMENTS,
+    STORY_FIELDS,
+    STRUCTURED,
+    STYLE,
+    VISUAL,
+)
+from storygen_dagster.defs.story.metadata import provenance_metadata
+from storygen_dagster.defs.story.quality import (
+    CheckLedger,
+    StoryCheckFailed,
+    check_key,
+    check_stored,
+)
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.book import Page, render_book
 from storygen_dagster.domain.checks import (
@@ -36,92 +50,6 @@ from storygen_dagster.storage.objects import ObjectStore
 from storygen_dagster.storage.staleness import load_row_facts
 
 log = logging.getLogger("storygen.pipeline")
-
-STRUCTURED = dg.AssetKey("structured_story")
-VISUAL = dg.AssetKey("visual_profile")
-STYLE = dg.AssetKey("base_style")
-MOMENTS = dg.AssetKey("scene_moments")
-IMAGES = dg.AssetKey("scene_images")
-BOOK = dg.AssetKey("storybook")
-STORY_FIELDS = {"visual_profile": VISUAL, "base_style": STYLE}
-
-
-class StoryCheckFailed(Exception):
-    """A blocking check found problems: the story stops here (held for content safety)."""
-
-    def __init__(self, check: dg.AssetCheckKey, problems: list[str], *, hold: bool = False):
-        super().__init__(f"check {check.name} on {check.asset_key.to_user_string()}: {problems}")
-        self.check, self.problems, self.hold = check, problems, hold
-
-
-@dataclass
-class CheckLedger:
-    """Per check: which stories were checked and the problems each one had."""
-
-    checked: dict[dg.AssetCheckKey, set[str]] = field(default_factory=lambda: defaultdict(set))
-    problems: dict[dg.AssetCheckKey, dict[str, list[str]]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
-
-    def record(self, key: dg.AssetCheckKey, sid: str, problems: list[str]) -> list[str]:
-        self.checked[key].add(sid)
-        if problems:
-            self.problems[key][sid] = problems
-        return problems
-
-    def results(self, selected: set[dg.AssetCheckKey]) -> list[dg.AssetCheckResult]:
-        out = []
-        for key in sorted(selected, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-            failed = self.problems.get(key, {})
-            checked = len(self.checked.get(key, ()))
-            out.append(
-                dg.AssetCheckResult(
-                    asset_key=key.asset_key,
-                    check_name=key.name,
-                    passed=not failed,
-                    description=None
-                    if checked
-                    else "no story of this run reached this check (see the run's failures)",
-                    metadata={
-                        "stories_checked": dg.MetadataValue.int(checked),
-                        "stories_failed": dg.MetadataValue.int(len(failed)),
-                        "failed": dg.MetadataValue.json(failed),
-                    },
-                )
-            )
-        return out
-
-
-def check_key(asset: dg.AssetKey, name: str) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(asset, name)
-
-
-def provenance_metadata(
-    provs: list[Provenance], by: str, fingerprint: str | dict | None
-) -> dict[str, dg.MetadataValue]:
-    """The facts of one story's materialization of one asset (summed over its calls)."""
-    first = provs[0]
-    meta = {
-        "source": dg.MetadataValue.text(first.source),
-        "updated_by": dg.MetadataValue.text(by),
-        "provider": dg.MetadataValue.text(first.provider),
-        "model": dg.MetadataValue.text(first.model),
-        "prompt_name": dg.MetadataValue.text(first.prompt_name or ""),
-        "prompt_version": dg.MetadataValue.text(first.prompt_version or ""),
-        "prompt_sha256": dg.MetadataValue.text(first.prompt_sha256 or ""),
-        "calls": dg.MetadataValue.int(len(provs)),
-        "latency_ms_total": dg.MetadataValue.float(round(sum(p.latency_ms for p in provs), 2)),
-        "prompt_tokens": dg.MetadataValue.int(sum(p.prompt_tokens for p in provs)),
-        "completion_tokens": dg.MetadataValue.int(sum(p.completion_tokens for p in provs)),
-        "cost_usd": dg.MetadataValue.float(round(sum(p.cost_usd for p in provs), 6)),
-        "attempts": dg.MetadataValue.int(sum(p.attempts for p in provs)),
-        "cached_calls": dg.MetadataValue.int(sum(p.cached for p in provs)),
-    }
-    if isinstance(fingerprint, dict):
-        meta["input_fingerprints"] = dg.MetadataValue.json(fingerprint)
-    elif fingerprint:
-        meta["input_fingerprint"] = dg.MetadataValue.text(fingerprint)
-    return meta
 
 
 async def _stage(asset: str, coro):
@@ -223,7 +151,7 @@ class StoryChain:
         With no asset selected (checks executed alone from the UI) the stored values are
         checked instead."""
         if not self.selected:
-            await _stage("checks", self.check_stored(sid))
+            await _stage("checks", check_stored(self, sid))
             return []
         if STRUCTURED in self.selected:
             await _stage("structured_story", self.structured_story(sid))
@@ -570,56 +498,3 @@ class StoryChain:
                 **provenance_metadata([prov], self.by, fingerprint),
             },
         )
-
-    async def check_stored(self, sid: str) -> None:
-        """Every selected check on the story's stored values (no provider call, no write)."""
-        scenes = (await _to_thread(repo.load_scenes, self.engine, [sid])).to_dict("records")
-        meta = await self._field(sid, "story_meta")
-        numbers = [int(r["scene_number"]) for r in scenes]
-        # Before the story is parsed: a stored story whose scenes do not match its meta does
-        # not parse, and this check is what should say so.
-        self._check(
-            sid, STRUCTURED, "scene_count", scene_count_problems(meta["scene_count"], numbers)
-        )
-        story = await self._story(sid)
-        fields = await _to_thread(
-            lambda: {f: repo.load_story_field(self.engine, [sid], f).get(sid) for f in STORY_FIELDS}
-        )
-        problems: list[StoryCheckFailed] = []
-
-        def check(asset, name, found, hold=False):
-            try:
-                self._check(sid, asset, name, found, hold=hold)
-            except StoryCheckFailed as exc:
-                problems.append(exc)
-
-        check(STRUCTURED, "required_fields", required_field_problems(story))
-        for name, asset in STORY_FIELDS.items():
-            if fields[name] is not None:
-                check(
-                    asset, "required_fields", required_field_problems(story, **{name: fields[name]})
-                )
-        prompts = {int(r["scene_number"]): r["image_prompt"] for r in scenes if r["image_prompt"]}
-        check(IMAGES, "prompt_budget", prompt_budget_problems(prompts, self.budget))
-        if check_key(IMAGES, "images_valid") in self.selected_checks:
-            bad = []
-            for r in scenes:
-                if not r["image_uri"]:
-                    continue
-                try:
-                    png = await _to_thread(self.store.get, r["image_uri"])
-                    await _to_thread(inspect_png, png, width=self.width, height=self.height)
-                except (ImageCheckError, OSError) as exc:
-                    bad.append(f"scene {r['scene_number']}: {exc}")
-            check(IMAGES, "images_valid", bad)
-        texts = story_texts(
-            story,
-            {int(r["scene_number"]): r["moment"] for r in scenes},
-            {int(r["scene_number"]): r["image_prompt"] for r in scenes},
-        )
-        try:
-            await self._content_safety(sid, texts)
-        except StoryCheckFailed as exc:
-            problems.append(exc)
-        if problems:
-            raise problems[0]

@@ -1,0 +1,34 @@
+"""The metadata of one story's materialization of one asset: the same provenance facts the
+Postgres provenance column holds."""
+
+import dagster as dg
+
+from storygen_dagster.domain.models import Provenance
+
+
+def provenance_metadata(
+    provs: list[Provenance], by: str, fingerprint: str | dict | None
+) -> dict[str, dg.MetadataValue]:
+    """The facts of one story's materialization of one asset (summed over its calls)."""
+    first = provs[0]
+    meta = {
+        "source": dg.MetadataValue.text(first.source),
+        "updated_by": dg.MetadataValue.text(by),
+        "provider": dg.MetadataValue.text(first.provider),
+        "model": dg.MetadataValue.text(first.model),
+        "prompt_name": dg.MetadataValue.text(first.prompt_name or ""),
+        "prompt_version": dg.MetadataValue.text(first.prompt_version or ""),
+        "prompt_sha256": dg.MetadataValue.text(first.prompt_sha256 or ""),
+        "calls": dg.MetadataValue.int(len(provs)),
+        "latency_ms_total": dg.MetadataValue.float(round(sum(p.latency_ms for p in provs), 2)),
+        "prompt_tokens": dg.MetadataValue.int(sum(p.prompt_tokens for p in provs)),
+        "completion_tokens": dg.MetadataValue.int(sum(p.completion_tokens for p in provs)),
+        "cost_usd": dg.MetadataValue.float(round(sum(p.cost_usd for p in provs), 6)),
+        "attempts": dg.MetadataValue.int(sum(p.attempts for p in provs)),
+        "cached_calls": dg.MetadataValue.int(sum(p.cached for p in provs)),
+    }
+    if isinstance(fingerprint, dict):
+        meta["input_fingerprints"] = dg.MetadataValue.json(fingerprint)
+    elif fingerprint:
+        meta["input_fingerprint"] = dg.MetadataValue.text(fingerprint)
+    return meta
