@@ -68,7 +68,8 @@ def run_batch(ctx, instance, count: int, prefix: str) -> dict:
     from storygen_dagster.definitions import defs
     from storygen_dagster.domain.examples import demo_requests
     from storygen_dagster.pipeline import materialize_stories
-    from storygen_dagster.storage.repository import register_request, story_overview
+    from storygen_dagster.storage.reads import story_overview
+    from storygen_dagster.storage.repository import register_request
 
     requests = [
         r.model_copy(update={"story_id": f"{prefix}-{i + 1:03d}"})
@@ -289,7 +290,7 @@ def provider_figures(args, fake) -> list[dict]:
 
 def naive_figure(args, ctx, common: dict, rows: list[dict]) -> dict:
     from bench import backfill_runs
-    from storygen_dagster.storage.repository import story_overview
+    from storygen_dagster.storage.reads import story_overview
 
     n = args.naive
     _note(f"naive_dagster: {n} multiprocess runs + one range run of {n}")

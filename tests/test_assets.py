@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from storygen_dagster.defs.story.assets import story_assets
 from storygen_dagster.domain.images import inspect_png
 from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
 from storygen_dagster.storage.staleness import ASSET_ORDER
@@ -113,7 +114,7 @@ def test_multi_partition_run_materializes_every_story(instance, engine, test_def
     assert len(outcomes) == 1 and outcomes[0].success
     run = instance.get_run_by_id(outcomes[0].run_id)
     assert run.tags["dagster/asset_partition_range_start"] == "batch-0"
-    frame = repo.story_overview(engine)
+    frame = reads.story_overview(engine)
     assert sorted(frame[frame.status == "succeeded"].story_id) == ids
     for key in ("structured_story", "scene_images", "storybook"):
         assert set(ids) <= set(instance.get_materialized_partitions(dg.AssetKey(key)))
@@ -147,7 +148,7 @@ def test_asset_without_upstream_fails_and_marks_story_failed(
         raise_on_error=False,
     )
     assert not result.success
-    row = repo.story_overview(engine, "lonely-1").iloc[0]
+    row = reads.story_overview(engine, "lonely-1").iloc[0]
     assert row["status"] == "failed"
     assert "lonely-1" in row["error"] and "structured_story" in row["error"]
 
@@ -166,7 +167,7 @@ def test_one_held_story_fails_alone_in_a_batch(instance, engine, test_defs, monk
         )
     [outcome] = materialize_stories(test_defs, instance, ids)
     assert not outcome.success  # the run reports the held story...
-    frame = repo.story_overview(engine).set_index("story_id")
+    frame = reads.story_overview(engine).set_index("story_id")
     assert frame.at["ok-1", "status"] == frame.at["ok-2", "status"] == "succeeded"
     assert frame.at["held-1", "status"] == "held"
     assert "content_safety" in frame.at["held-1", "error"]

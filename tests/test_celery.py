@@ -16,6 +16,7 @@ import yaml
 from storygen_dagster.defs.celery import celery_job_for_workers
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.instance import dagster_yaml
+from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 
 REDIS = "redis://127.0.0.1:6379/11"
@@ -83,7 +84,7 @@ def test_story_steps_run_on_a_celery_worker(tmp_path, database_url, engine, monk
             tags={"dagster/partition": "celery-1"},
         ) as result:
             assert result.success, (tmp_path / "worker.log").read_text()[-3000:]
-        row = repo.story_overview(engine, "celery-1").iloc[0]
+        row = reads.story_overview(engine, "celery-1").iloc[0]
         assert row["status"] == "succeeded" and row["book"].endswith(".html")
         worker_log = (tmp_path / "worker.log").read_text()
         assert "execute_plan" in worker_log and "succeeded" in worker_log

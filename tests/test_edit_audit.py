@@ -14,6 +14,7 @@ from storygen_dagster.cli import main
 from storygen_dagster.domain.models import Provenance, StoryRequest
 from storygen_dagster.pipeline import materialize_stories
 from storygen_dagster.providers.offline import _story
+from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.edits import EditError, edit_story
 
@@ -95,14 +96,14 @@ def test_rerun_keeps_user_edit_and_overwrite_replaces_it(engine, caplog):
     edit_story(engine, "mia-1", by="alice", fields={"base_style.lighting": "candle light"})
     with caplog.at_level(logging.INFO, logger="storygen.lineage"):
         _generate_by_hand(engine, by="run:r2", tone="bold", story_title="AI Title")
-    story = repo.load_stories(engine, ["mia-1"])["mia-1"]
+    story = reads.load_stories(engine, ["mia-1"])["mia-1"]
     assert story.scenes[1].text == "Mia hums to the moon."
     assert story.scenes[0].text.endswith("(v2)") and story.scenes[2].text.endswith("(v2)")
     assert story.story_meta.tone == "calm" and story.story_meta.story_title == "Mia and the Moon"
-    assert repo.load_story_field(engine, ["mia-1"], "base_style")["mia-1"]["lighting"] == (
+    assert reads.load_story_field(engine, ["mia-1"], "base_style")["mia-1"]["lighting"] == (
         "candle light"
     )
-    moments = repo.load_scenes(engine, ["mia-1"])["moment"].tolist()
+    moments = reads.load_scenes(engine, ["mia-1"])["moment"].tolist()
     assert moments == ["Mia waves at a fox", "moment 2 run:r2", "moment 3 run:r2"]
     row = _rows(engine, "select title, field_sources from stories")[0]
     assert row["title"] == "Mia and the Moon"
@@ -126,7 +127,7 @@ def test_rerun_keeps_user_edit_and_overwrite_replaces_it(engine, caplog):
         "run:r3",
         overwrite_user_edits=True,
     )
-    story = repo.load_stories(engine, ["mia-1"])["mia-1"]
+    story = reads.load_stories(engine, ["mia-1"])["mia-1"]
     assert story.scenes[1].text != "Mia hums to the moon."
     assert story.story_meta.story_title != "Mia and the Moon"
     row = _rows(engine, "select title, story_meta, field_sources from stories")[0]

@@ -12,7 +12,7 @@ from storygen_dagster.defs.runner import FRESH_TAG
 from storygen_dagster.defs.story.assets import story_assets
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.pipeline import materialize_stories
-from storygen_dagster.storage import call_cache
+from storygen_dagster.storage import call_cache, reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
 from tests.fakes.helpers import KEY, image_resource, llm_resource
@@ -28,7 +28,7 @@ def _register(engine, ids, **fields):
 
 
 def _statuses(engine, ids):
-    frame = repo.story_overview(engine).set_index("story_id")
+    frame = reads.story_overview(engine).set_index("story_id")
     return {sid: (frame.at[sid, "status"], frame.at[sid, "error"]) for sid in ids}
 
 
@@ -45,7 +45,7 @@ def test_books_then_zero_new_requests_then_fresh(
     assert (fake.count("chat"), fake.count("images")) == (12, 6)
     store = ObjectStore(str(object_root))
     for sid in ids:
-        row = repo.story_overview(engine, sid).iloc[0]
+        row = reads.story_overview(engine, sid).iloc[0]
         assert row["scenes"] == 3 and store.exists(row["book"])
     ledger = call_cache.ledger(engine)
     assert len(ledger) == 18 and set(ledger["status"]) == {"succeeded"}

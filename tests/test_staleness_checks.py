@@ -10,6 +10,7 @@ from storygen_dagster.domain import checks
 from storygen_dagster.domain.examples import demo_requests
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.pipeline import materialize_stories
+from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.staleness import outdated_stories, stale_assets, stale_items
 from tests.conftest import TEST_HEIGHT, TEST_WIDTH
@@ -196,7 +197,7 @@ def test_blank_image_fails_images_valid_and_the_story_only(
     defs = build_definitions(real_resources)
     [outcome] = materialize_stories(defs, instance, ids)
     assert not outcome.success
-    row = repo.story_overview(engine, "blank-1").iloc[0]
+    row = reads.story_overview(engine, "blank-1").iloc[0]
     assert row["status"] == "failed" and "images_valid" in row["error"] and "blank" in row["error"]
     key = dg.AssetCheckKey(dg.AssetKey("scene_images"), "images_valid")
     execution = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
@@ -204,7 +205,7 @@ def test_blank_image_fails_images_valid_and_the_story_only(
     evaluation = execution.event.dagster_event.event_specific_data
     assert list(evaluation.metadata["failed"].value) == ["blank-1"]
     # The two good images are stored; the book is not built.
-    frame = repo.load_scenes(engine, ids)
+    frame = reads.load_scenes(engine, ids)
     assert frame["image_uri"].notna().sum() == 2 and row["book"] is None
 
 
@@ -306,11 +307,11 @@ def test_checks_alone_pass_on_a_good_story_and_each_fails_on_a_crafted_value(
     # A stored image that no longer decodes fails images_valid.
     from storygen_dagster.storage.objects import ObjectStore
 
-    uri = repo.load_scenes(engine, ["crafted-1"])["image_uri"].iloc[0]
+    uri = reads.load_scenes(engine, ["crafted-1"])["image_uri"].iloc[0]
     ObjectStore(str(object_root))._path(uri).write_bytes(b"not a png")
     evaluations = _run_checks(instance, test_defs, "crafted-1")
     assert not evaluations[("scene_images", "images_valid")].passed
-    row = repo.story_overview(engine, "crafted-1").iloc[0]
+    row = reads.story_overview(engine, "crafted-1").iloc[0]
     assert row["status"] == "failed" and "images_valid" in row["error"]
 
 
@@ -330,7 +331,7 @@ def test_moderation_endpoint_holds_a_flagged_story(
         repo.register_request(engine, sid, request, by="t")
     [outcome] = materialize_stories(build_definitions(real_resources), instance, ["mod-1", "mod-2"])
     assert not outcome.success
-    rows = repo.story_overview(engine).set_index("story_id")
+    rows = reads.story_overview(engine).set_index("story_id")
     assert rows.at["mod-2", "status"] == "succeeded"
     assert rows.at["mod-1", "status"] == "held"
     assert "flagged (violence)" in rows.at["mod-1", "error"]

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from storygen_dagster.domain.models import Provenance, StoryRequest
 from storygen_dagster.providers.offline import _story
+from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.dblog import StorageError
 from storygen_dagster.storage.objects import ObjectStore
@@ -180,5 +181,5 @@ def test_pipeline_writes_images_and_book_to_s3(s3_endpoint, s3_bucket, instance,
     keys = sorted(o["Key"] for o in s3_bucket.list_objects_v2(Bucket="books")["Contents"])
     assert sum(k.startswith("lib/images/s3-story/") for k in keys) == 3
     assert sum(k.startswith("lib/books/s3-story/") for k in keys) == 1
-    book = repo.story_overview(engine, "s3-story").iloc[0]["book"]
+    book = reads.story_overview(engine, "s3-story").iloc[0]["book"]
     assert book.startswith("s3://books/lib/books/s3-story/")

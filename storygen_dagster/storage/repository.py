@@ -13,11 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from storygen_dagster.domain.models import (
-    ChildProfile,
     Provenance,
-    Scene,
-    SideCharacter,
-    StoryMeta,
     StoryRequest,
     StructuredStory,
 )
@@ -83,16 +79,6 @@ def register_request(engine: sa.Engine, story_id: str, request: StoryRequest, by
     )
     with db_op("register_request", story_id=story_id) as op, engine.begin() as conn:
         op.rows = len(conn.execute(stmt.returning(stories.c.story_id)).all())
-
-
-def load_requests(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, StoryRequest]:
-    ids = list(story_ids)
-    with db_op("load_requests", story_id=",".join(ids)) as op, engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(stories.c.story_id, stories.c.request).where(stories.c.story_id.in_(ids))
-        ).all()
-        op.rows = len(rows)
-    return {sid: StoryRequest.model_validate(req) for sid, req in rows}
 
 
 def _merge_story_fields(
@@ -518,100 +504,3 @@ def mark_failed(
             .where(stories.c.story_id == story_id)
             .values(status=status, error=error[:2000], updated_at=NOW, updated_by=by)
         ).rowcount
-
-
-def load_stories(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, StructuredStory]:
-    ids = list(story_ids)
-    with db_op("load_stories", story_id=",".join(ids)) as op, engine.connect() as conn:
-        rows = conn.execute(sa.select(stories).where(stories.c.story_id.in_(ids))).mappings().all()
-        scene_rows = conn.execute(
-            sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c.text)
-            .where(scenes.c.story_id.in_(ids))
-            .order_by(scenes.c.story_id, scenes.c.scene_number)
-        ).all()
-        op.rows = len(rows) + len(scene_rows)
-    by_story: dict[str, list[Scene]] = {}
-    for sid, number, text in scene_rows:
-        by_story.setdefault(sid, []).append(Scene(scene_number=number, text=text))
-    result = {}
-    for row in rows:
-        if row["story_meta"] is None:
-            continue  # requested but not generated yet
-        result[row["story_id"]] = StructuredStory(
-            child_profile=ChildProfile.model_validate(row["child_profile"]),
-            side_character=SideCharacter.model_validate(row["side_character"]),
-            story_meta=StoryMeta.model_validate(row["story_meta"]),
-            scenes=by_story.get(row["story_id"], []),
-        )
-    return result
-
-
-def load_story_field(engine: sa.Engine, story_ids: Iterable[str], field: str) -> dict[str, dict]:
-    ids = list(story_ids)
-    column = stories.c[field]
-    with db_op(f"load_{field}", story_id=",".join(ids)) as op, engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(stories.c.story_id, column).where(
-                stories.c.story_id.in_(ids), column.is_not(None)
-            )
-        ).all()
-        op.rows = len(rows)
-    return dict(rows)
-
-
-def load_scenes(engine: sa.Engine, story_ids: Iterable[str]) -> pd.DataFrame:
-    ids = list(story_ids)
-    cols = [
-        scenes.c[c]
-        for c in (
-            "story_id",
-            "scene_number",
-            "text",
-            "moment",
-            "image_prompt",
-            "image_uri",
-            "image_sha256",
-            "provenance",
-            "source",
-            "model",
-            "prompt_version",
-            "updated_at",
-            "updated_by",
-        )
-    ]
-    with db_op("load_scenes", story_id=",".join(ids)) as op, engine.connect() as conn:
-        rows = (
-            conn.execute(
-                sa.select(*cols)
-                .where(scenes.c.story_id.in_(ids))
-                .order_by(scenes.c.story_id, scenes.c.scene_number)
-            )
-            .mappings()
-            .all()
-        )
-        op.rows = len(rows)
-    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in cols])
-
-
-def story_overview(engine: sa.Engine, story_id: str | None = None) -> pd.DataFrame:
-    scene_count = (
-        sa.select(sa.func.count()).where(scenes.c.story_id == stories.c.story_id).scalar_subquery()
-    )
-    query = sa.select(
-        stories.c.story_id,
-        stories.c.status,
-        stories.c.title,
-        scene_count.label("scenes"),
-        stories.c.book_uri.label("book"),
-        stories.c.error,
-        stories.c.updated_at,
-    ).order_by(stories.c.created_at, stories.c.story_id)
-    if story_id is not None:
-        query = query.where(stories.c.story_id == story_id)
-    with db_op("story_overview", story_id=story_id) as op, engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
-        op.rows = len(rows)
-    return pd.DataFrame(
-        [dict(r) for r in rows],
-        columns=["story_id", "status", "title", "scenes", "book", "error", "updated_at"],
-    )

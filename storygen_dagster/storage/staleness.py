@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
-from storygen_dagster.storage import repository as repo
+from storygen_dagster.storage import reads
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import scenes, stories
 
@@ -76,7 +76,7 @@ def _state(current: str, stored: str | None, built: bool) -> str | None:
 def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     """Every stale or missing value of the story: [{asset, scene_number, reason}], in
     pipeline order. An empty list: everything is built from its current inputs."""
-    requests = repo.load_requests(engine, [story_id])
+    requests = reads.load_requests(engine, [story_id])
     if story_id not in requests:
         raise LookupError(f"story_id {story_id!r} not found")
     story_fps, scene_fps = load_fingerprints(engine, [story_id])
@@ -85,7 +85,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     # A value a user edited is theirs: never stale (AI re-runs keep it), though what is built
     # from it is.
     user_fields = {f for f, src in story_src.get(story_id, {}).items() if src == "user"}
-    story = repo.load_stories(engine, [story_id]).get(story_id)
+    story = reads.load_stories(engine, [story_id]).get(story_id)
     items: list[dict] = []
     why = _state(
         fp.structured_story(requests[story_id]), stored.get("structured_story"), story is not None
@@ -98,7 +98,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     fields = {}
     field_stale = {}
     for name in ("visual_profile", "base_style"):
-        fields[name] = repo.load_story_field(engine, [story_id], name).get(story_id)
+        fields[name] = reads.load_story_field(engine, [story_id], name).get(story_id)
         why = _state(fp.story_level(name, story), stored.get(name), fields[name] is not None)
         why = why or ("upstream stale" if upstream_story else None)
         if name in user_fields and fields[name] is not None:
@@ -106,7 +106,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
         field_stale[name] = bool(why)
         if why:
             items.append(_item(name, why))
-    frame = repo.load_scenes(engine, [story_id])
+    frame = reads.load_scenes(engine, [story_id])
     book_reason = None
     for row in frame.to_dict("records"):
         n = int(row["scene_number"])

@@ -45,6 +45,7 @@ from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbna
 from storygen_dagster.domain.models import BaseStyle, Provenance, StoryRequest, VisualProfile
 from storygen_dagster.providers.base import CallContext, ImageRejected, ImageService, StoryLLM
 from storygen_dagster.providers.moderation import Moderation
+from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
 from storygen_dagster.storage.staleness import load_row_facts
@@ -118,13 +119,13 @@ class StoryChain:
             raise StoryCheckFailed(key, problems, hold=hold)
 
     async def _story(self, sid: str):
-        stories = await _to_thread(repo.load_stories, self.engine, [sid])
+        stories = await _to_thread(reads.load_stories, self.engine, [sid])
         if sid not in stories:
             raise LookupError(f"story {sid} has no structured_story yet")
         return stories[sid]
 
     async def _field(self, sid: str, name: str) -> dict:
-        values = await _to_thread(repo.load_story_field, self.engine, [sid], name)
+        values = await _to_thread(reads.load_story_field, self.engine, [sid], name)
         if sid not in values:
             raise LookupError(f"story {sid} has no {name} yet")
         return values[sid]
@@ -175,7 +176,7 @@ class StoryChain:
         return self.done.get(sid, [])
 
     async def structured_story(self, sid: str) -> None:
-        requests = await _to_thread(repo.load_requests, self.engine, [sid])
+        requests = await _to_thread(reads.load_requests, self.engine, [sid])
         request = requests.get(sid)
         if request is None:
             # A partition added by hand in the UI has no request: generate from defaults.
@@ -206,7 +207,7 @@ class StoryChain:
             overwrite_user_edits=self.overwrite,
         )
         story = await self._story(sid)
-        scenes = await _to_thread(repo.load_scenes, self.engine, [sid])
+        scenes = await _to_thread(reads.load_scenes, self.engine, [sid])
         self._check(
             sid,
             STRUCTURED,
@@ -333,7 +334,7 @@ class StoryChain:
         profile, style = await asyncio.gather(
             self._field(sid, "visual_profile"), self._field(sid, "base_style")
         )
-        scenes = await _to_thread(repo.load_scenes, self.engine, [sid])
+        scenes = await _to_thread(reads.load_scenes, self.engine, [sid])
         rows = scenes.to_dict("records")
         if not rows or any(not r["moment"] for r in rows):
             raise LookupError(f"story {sid} is missing upstream values: moments")
@@ -444,7 +445,7 @@ class StoryChain:
 
     async def storybook(self, sid: str) -> None:
         story = await self._story(sid)
-        scenes = await _to_thread(repo.load_scenes, self.engine, [sid])
+        scenes = await _to_thread(reads.load_scenes, self.engine, [sid])
         rows = scenes.to_dict("records")
         if not rows or any(not r["image_uri"] for r in rows):
             raise LookupError(f"story {sid} has no complete scene images yet")

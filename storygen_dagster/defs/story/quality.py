@@ -16,7 +16,7 @@ from storygen_dagster.domain.checks import (
     story_texts,
 )
 from storygen_dagster.domain.images import ImageCheckError, inspect_png
-from storygen_dagster.storage import repository as repo
+from storygen_dagster.storage import reads
 
 CHECK_SPECS = [
     dg.AssetCheckSpec(
@@ -117,7 +117,7 @@ def check_key(asset: dg.AssetKey, name: str) -> dg.AssetCheckKey:
 
 async def check_stored(chain, sid: str) -> None:
     """Every selected check on the story's stored values (no provider call, no write)."""
-    scenes = (await asyncio.to_thread(repo.load_scenes, chain.engine, [sid])).to_dict("records")
+    scenes = (await asyncio.to_thread(reads.load_scenes, chain.engine, [sid])).to_dict("records")
     meta = await chain._field(sid, "story_meta")
     numbers = [int(r["scene_number"]) for r in scenes]
     # Before the story is parsed: a stored story whose scenes do not match its meta does
@@ -125,7 +125,7 @@ async def check_stored(chain, sid: str) -> None:
     chain._check(sid, STRUCTURED, "scene_count", scene_count_problems(meta["scene_count"], numbers))
     story = await chain._story(sid)
     fields = await asyncio.to_thread(
-        lambda: {f: repo.load_story_field(chain.engine, [sid], f).get(sid) for f in STORY_FIELDS}
+        lambda: {f: reads.load_story_field(chain.engine, [sid], f).get(sid) for f in STORY_FIELDS}
     )
     problems: list[StoryCheckFailed] = []
 

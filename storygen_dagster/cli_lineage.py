@@ -1,0 +1,187 @@
+"""`storygen edit` and `storygen audit`: user edits recorded as runless materializations, and
+the full history of a story from the audit log and Dagster's event log."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import click
+import dagster as dg
+
+if TYPE_CHECKING:  # the CLI module imports this one
+    from storygen_dagster.cli import Context
+
+
+def _checked_id(story_id: str) -> str:
+    from storygen_dagster.cli import _checked_id as checked
+
+    return checked(story_id)
+
+
+def _set_value(raw: str) -> object:
+    """--set values are text; a JSON list or object (`[...]`, `{...}`) is parsed. Numbers and
+    booleans stay text and the field's contract converts them (age=5, exists=false)."""
+    if raw.strip().startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(
+                f"{raw!r} is not valid JSON: {exc}", param_hint="--set"
+            ) from exc
+    return raw
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, object]:
+    fields: dict[str, object] = {}
+    for item in sets:
+        path, sep, raw = item.partition("=")
+        if not sep or not path.strip():
+            raise click.BadParameter(f"{item!r}: use PATH=VALUE", param_hint="--set")
+        fields[path.strip()] = _set_value(raw)
+    return fields
+
+
+def _report_edit(instance, story_id: str, changes: list[dict], by: str) -> list[str]:
+    """One runless materialization per touched asset, so the lineage shows the edit."""
+    assets: dict[str, list[dict]] = {}
+    for change in changes:
+        assets.setdefault(change["asset"], []).append(change)
+    for asset, rows in assets.items():
+        metadata = {
+            "source": "user",
+            "updated_by": by,
+            "fields": dg.MetadataValue.json(sorted({r["field"] for r in rows})),
+            "audit_ids": dg.MetadataValue.json([r["id"] for r in rows]),
+        }
+        numbers = {r["scene_number"] for r in rows} - {None}
+        if numbers:
+            metadata["scene_number"] = min(numbers)
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=asset, partition=story_id, metadata=metadata)
+        )
+    return list(assets)
+
+
+@click.command()
+@click.argument("story_id")
+@click.option("--scene", "scene_number", type=int, help="Scene to edit (with --text/--moment).")
+@click.option("--text", help="New text of the scene.")
+@click.option("--moment", help="New visual moment of the scene.")
+@click.option("--title", help="New title (stories.title and story_meta.story_title).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="A story field, e.g. story_meta.tone=calm or child_profile.name=Mia (repeatable).",
+)
+@click.option(
+    "--by",
+    default=lambda: os.environ.get("USER") or "cli",
+    show_default="$USER or cli",
+    help="Who made the edit (updated_by).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def edit(
+    ctx: Context,
+    story_id: str,
+    scene_number: int | None,
+    text: str | None,
+    moment: str | None,
+    title: str | None,
+    sets: tuple[str, ...],
+    by: str,
+    as_json: bool,
+) -> None:
+    """Edit a story by hand: AI re-runs keep the edit; the audit log and lineage record it."""
+    from storygen_dagster.defs.partitions import story_partitions
+    from storygen_dagster.storage.edits import EditError, edit_story
+    from storygen_dagster.storage.reads import story_overview
+    from storygen_dagster.storage.repository import StoryNotFound
+
+    _checked_id(story_id)
+    fields = _parse_sets(sets)
+    if story_overview(ctx.engine, story_id).empty:
+        raise click.ClickException(f"story_id {story_id!r} not found")
+    instance = ctx.instance()
+    if not instance.has_dynamic_partition(story_partitions.name, story_id):
+        raise click.ClickException(
+            f"story_id {story_id!r} is not a partition of the Dagster instance: "
+            f"generate it first (`storygen run {story_id}`)"
+        )
+    try:
+        changes = edit_story(
+            ctx.engine,
+            story_id,
+            by=by,
+            scene_number=scene_number,
+            text=text,
+            moment=moment,
+            title=title,
+            fields=fields,
+        )
+    except (EditError, StoryNotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+    assets = _report_edit(instance, story_id, changes, by)
+    if as_json:
+        click.echo(
+            json.dumps({"story_id": story_id, "changes": changes, "materialized": assets}, indent=2)
+        )
+    elif not changes:
+        click.echo(f"{story_id}: nothing changed (the values are already as given)")
+    else:
+        for c in changes:
+            scene = f" scene {c['scene_number']}" if c["scene_number"] is not None else ""
+            old = (c["old_value_sha256"] or "-")[:8]
+            click.echo(
+                f"{story_id}: {c['asset']}.{c['field']}{scene} {old} -> "
+                f"{c['new_value_sha256'][:8]} by {by}"
+            )
+        click.echo(f"recorded user materializations of: {', '.join(assets)}")
+
+
+@click.command()
+@click.argument("story_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def audit(ctx: Context, story_id: str, as_json: bool) -> None:
+    """Who or what produced every field of a story, oldest change first."""
+    import pandas as pd
+
+    from storygen_dagster.storage.history import story_history
+    from storygen_dagster.storage.repository import StoryNotFound
+
+    _checked_id(story_id)
+    try:
+        history = story_history(ctx.engine, ctx.instance(), story_id)
+    except StoryNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(history, indent=2))
+        return
+    if not history:
+        click.echo(f"{story_id}: no changes recorded yet")
+        return
+    frame = pd.DataFrame(
+        [
+            {
+                "at": h["at"][:19].replace("T", " "),
+                "asset": h["asset"],
+                "scene": "" if h["scene_number"] is None else h["scene_number"],
+                "field": h["field"],
+                "source": h["source"],
+                # An AI row's updated_by is "run:<run_id>": the run column says it shorter.
+                "by": "" if h["run_id"] else h["updated_by"] or "",
+                "run": (h["run_id"] or "")[:8],
+                "change": f"{(h['old_value_sha256'] or 'new')[:8]} -> "
+                f"{(h['new_value_sha256'] or 'none')[:8]}",
+                "model": h["model"] or "",
+                "prompt": h["prompt_version"] or "",
+            }
+            for h in history
+        ]
+    )
+    click.echo(frame.to_string(index=False))
