@@ -10,6 +10,7 @@ from storygen_dagster.defs.dbt.project import apply_dbt_env, dbt_executable, dbt
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.pipeline import materialize_stories
 from storygen_dagster.storage import repository as repo
+from storygen_dagster.storage.edits import edit_story
 
 
 @pytest.fixture()
@@ -36,6 +37,7 @@ def built(database_url, engine, resources, instance, monkeypatch):
             "t",
         )
     assert all(o.success for o in materialize_stories(defs, instance, ids))
+    edit_story(engine, "dbt-b", by="ana", scene_number=2, moment="a kite over the hill")
     with engine.begin() as conn:
         # A ledger row with a known price, as a real provider would have written it.
         conn.execute(
@@ -126,3 +128,38 @@ def test_lineage_runs_from_story_assets_into_dbt_models():
     fct = next(k for k in graph.get_all_asset_keys() if k.path[-1] == "fct_stories")
     assert graph.get(fct).group_name == "analytics"
     assert defs.resolve_job_def("analytics_job") is not None
+
+
+def test_fct_scenes_says_who_owns_each_field(built, engine):
+    with engine.connect() as conn:
+        owners = conn.execute(
+            sa.text(
+                "select story_id, scene_number, text_source, moment_source "
+                "from analytics.fct_scenes where moment_source = 'user' or text_source = 'user'"
+            )
+        ).all()
+        edits = conn.execute(
+            sa.text("select user_edits from analytics.fct_stories where story_id = 'dbt-b'")
+        ).scalar_one()
+    assert [tuple(r) for r in owners] == [("dbt-b", 2, "ai", "user")]
+    assert edits == 1
+
+
+def test_manifest_is_reparsed_when_a_model_is_newer(tmp_path):
+    import os
+
+    from storygen_dagster.defs.dbt.project import manifest_is_stale
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "target").mkdir()
+    model, manifest = tmp_path / "models" / "a.sql", tmp_path / "target" / "manifest.json"
+    assert manifest_is_stale(manifest, tmp_path)  # missing
+    model.write_text("select 1")
+    manifest.write_text("{}")
+    os.utime(model, (1_000, 1_000))
+    os.utime(manifest, (2_000, 2_000))
+    assert not manifest_is_stale(manifest, tmp_path)
+    (tmp_path / "target" / "run_results.json").write_text("{}")  # dbt's own output: ignored
+    assert not manifest_is_stale(manifest, tmp_path)
+    os.utime(model, (3_000, 3_000))  # a model edited after the parse
+    assert manifest_is_stale(manifest, tmp_path)

@@ -1,4 +1,6 @@
--- One row per scene with the provenance of its text, moment and image.
+-- One row per scene with the provenance of its text, moment and image. `source` is the last
+-- writer of the row; text_source / moment_source say who owns each field (a user edit is
+-- kept on AI re-runs).
 select
     sc.scene_key,
     sc.story_id,
@@ -9,6 +11,8 @@ select
     sc.image_sha256,
     length(sc.image_prompt) as image_prompt_chars,
     sc.source,
+    coalesce(sc.field_sources ->> 'text', 'ai') as text_source,
+    coalesce(sc.field_sources ->> 'moment', 'ai') as moment_source,
     sc.updated_by,
     sc.provenance -> 'structured_story' ->> 'model' as text_model,
     sc.provenance -> 'scene_moments' ->> 'model' as moment_model,

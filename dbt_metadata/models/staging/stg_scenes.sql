@@ -8,6 +8,8 @@ select
     image_uri,
     image_sha256,
     provenance,
+    field_sources,
+    input_fingerprints,
     source,
     model,
     prompt_version,

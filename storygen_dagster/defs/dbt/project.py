@@ -1,5 +1,6 @@
-"""The dbt_metadata project: located once, its manifest prepared when missing (never
-committed stale), and the connection handed to dbt through STORYGEN_DBT_* variables."""
+"""The dbt_metadata project: located once, its manifest prepared when missing or older than a
+model (never committed, never stale), and the connection handed to dbt through
+STORYGEN_DBT_* variables."""
 
 import os
 import shutil
@@ -31,6 +32,20 @@ def dbt_env(database_url: str) -> dict[str, str]:
     }
 
 
+def manifest_is_stale(manifest: Path, project_dir: Path = PROJECT_DIR) -> bool:
+    """Missing, or older than any model, test or project file (a changed model would
+    otherwise run against the old manifest: dagster-dbt fails on unknown test ids)."""
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    return any(
+        p.stat().st_mtime > built
+        for p in project_dir.rglob("*")
+        if p.suffix in (".sql", ".yml", ".yaml")
+        and not {"target", "logs", "dbt_packages"} & set(p.relative_to(project_dir).parts)
+    )
+
+
 @cache
 def dbt_project() -> DbtProject:
     # dagster-dbt's preparer calls plain `dbt`: make the one beside this interpreter findable
@@ -39,9 +54,9 @@ def dbt_project() -> DbtProject:
     if Path(dbt_executable()).parent == Path(bin_dir) and bin_dir not in os.environ["PATH"]:
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
-    # `dagster dev` re-parses on start; anywhere else parse once if the manifest is missing.
+    # `dagster dev` re-parses on start; anywhere else parse when the manifest is missing or stale.
     project.prepare_if_dev()
-    if not project.manifest_path.exists():
+    if manifest_is_stale(project.manifest_path):
         project.preparer.prepare(project)
     return project
 
