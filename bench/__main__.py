@@ -362,6 +362,7 @@ def db_figures(args) -> list[dict]:
                 status_s=big["status_s"],
                 ui_partition_keys_s=big["ui_partition_keys_s"],
                 ui_materialized_s=big["ui_materialized_s"],
+                ui_partition_status_s=big["ui_partition_status_s"],
                 **{k: v for k, v in m.items() if k.endswith("_ratio") or k.startswith("setup")},
                 target_s=5,
                 met=big["sensor_tick_s"] < 5 and big["status_s"] < 5,

@@ -57,6 +57,7 @@ def probe(engine: sa.Engine, instance: dg.DagsterInstance, db_url: str, tag: str
     """One sensor tick over `pending` new requests, one `storygen status`, one UI listing."""
     from storygen_dagster.cli import main as cli_main
     from storygen_dagster.defs.automation.sensors import story_request_sensor
+    from storygen_dagster.defs.partitions import story_partitions
     from storygen_dagster.defs.resources import StoryDatabase
 
     for i in range(pending):
@@ -75,6 +76,11 @@ def probe(engine: sa.Engine, instance: dg.DagsterInstance, db_url: str, tag: str
     mat_s, materialized = _timed(
         lambda: instance.get_materialized_partitions(dg.AssetKey("storybook"))
     )
+    # The asset page's partition bar: the status of every partition (materialized / failed /
+    # in progress / missing), from Dagster's asset status cache.
+    health_s, health = _timed(
+        lambda: instance.get_status_by_partition(dg.AssetKey("storybook"), keys, story_partitions)
+    )
     # The runs are never launched here: close the rows, so the next probe's tick does not
     # reconcile them (one instance.get_runs per queued row) and measures the partitions alone.
     with engine.begin() as conn:
@@ -88,10 +94,13 @@ def probe(engine: sa.Engine, instance: dg.DagsterInstance, db_url: str, tag: str
         "status_s": round(status_s, 3),
         "ui_partition_keys_s": round(keys_s, 3),
         "ui_materialized_s": round(mat_s, 3),
+        "ui_partition_status_s": round(health_s, 3),
         "partitions": len(keys),
         "materialized": len(materialized),
         "stories": len(cli.output.splitlines()) - 1,  # status prints a header + one per story
-        "ok": cli.exit_code == 0 and len(result.run_requests) == pending,
+        "ok": cli.exit_code == 0
+        and len(result.run_requests) == pending
+        and len(health or {}) == len(keys),
     }
 
 
@@ -126,7 +135,13 @@ def measure(
     big = probe(engine, instance, db_url, f"{prefix}-big", pending)
     ratios = {
         f"{k.removesuffix('_s')}_ratio": round(big[k] / base[k], 1) if base[k] else None
-        for k in ("sensor_tick_s", "status_s", "ui_partition_keys_s", "ui_materialized_s")
+        for k in (
+            "sensor_tick_s",
+            "status_s",
+            "ui_partition_keys_s",
+            "ui_materialized_s",
+            "ui_partition_status_s",
+        )
     }
     return {
         "setup_add_partitions_s": round(add_s, 2),
