@@ -338,3 +338,14 @@ def test_moderation_endpoint_holds_a_flagged_story(
     calls = [s for s in fake.seen if s.kind == "moderations"]
     assert len(calls) == 2 and all(s.auth == f"Bearer {KEY}" for s in calls)
     assert calls[0].body["model"] == "omni-moderation-latest"
+
+
+def test_checks_alone_on_a_story_never_built_check_nothing_and_change_nothing(
+    instance, engine, test_defs
+):
+    repo.register_request(engine, "empty-1", StoryRequest(story_id="empty-1"), by="t")
+    instance.add_dynamic_partitions("stories", ["empty-1"])
+    evaluations = _run_checks(instance, test_defs, "empty-1")
+    assert evaluations and all(e.passed for e in evaluations.values())
+    assert {e.metadata["stories_checked"].value for e in evaluations.values()} == {0}
+    assert reads.story_overview(engine, "empty-1").iloc[0]["status"] == "pending"

@@ -118,7 +118,10 @@ def check_key(asset: dg.AssetKey, name: str) -> dg.AssetCheckKey:
 async def check_stored(chain, sid: str) -> None:
     """Every selected check on the story's stored values (no provider call, no write)."""
     scenes = (await asyncio.to_thread(reads.load_scenes, chain.engine, [sid])).to_dict("records")
-    meta = await chain._field(sid, "story_meta")
+    stored = await asyncio.to_thread(reads.load_story_field, chain.engine, [sid], "story_meta")
+    if sid not in stored:
+        return  # never generated: nothing stored to check (and nothing to mark failed)
+    meta = stored[sid]
     numbers = [int(r["scene_number"]) for r in scenes]
     # Before the story is parsed: a stored story whose scenes do not match its meta does
     # not parse, and this check is what should say so.
