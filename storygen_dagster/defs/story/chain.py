@@ -63,10 +63,6 @@ async def _stage(asset: str, coro):
         raise
 
 
-def _to_thread(fn, *args, **kwargs):
-    return asyncio.to_thread(fn, *args, **kwargs)
-
-
 class StoryChain:
     """Everything a batch step shares: clients, stores, settings, the selection and the
     check ledger. `run(sid)` drives one story."""
@@ -119,19 +115,19 @@ class StoryChain:
             raise StoryCheckFailed(key, problems, hold=hold)
 
     async def _story(self, sid: str):
-        stories = await _to_thread(reads.load_stories, self.engine, [sid])
+        stories = await asyncio.to_thread(reads.load_stories, self.engine, [sid])
         if sid not in stories:
             raise LookupError(f"story {sid} has no structured_story yet")
         return stories[sid]
 
     async def _field(self, sid: str, name: str) -> dict:
-        values = await _to_thread(reads.load_story_field, self.engine, [sid], name)
+        values = await asyncio.to_thread(reads.load_story_field, self.engine, [sid], name)
         if sid not in values:
             raise LookupError(f"story {sid} has no {name} yet")
         return values[sid]
 
     async def _row_facts(self, sid: str, column: str) -> tuple[dict, dict[int, dict]]:
-        story, by_scene = await _to_thread(load_row_facts, self.engine, [sid], column)
+        story, by_scene = await asyncio.to_thread(load_row_facts, self.engine, [sid], column)
         return story.get(sid, {}), {n: f for (s, n), f in by_scene.items() if s == sid}
 
     async def _stored_fingerprints(self, sid: str) -> tuple[dict, dict[int, dict]]:
@@ -176,12 +172,12 @@ class StoryChain:
         return self.done.get(sid, [])
 
     async def structured_story(self, sid: str) -> None:
-        requests = await _to_thread(reads.load_requests, self.engine, [sid])
+        requests = await asyncio.to_thread(reads.load_requests, self.engine, [sid])
         request = requests.get(sid)
         if request is None:
             # A partition added by hand in the UI has no request: generate from defaults.
             request = StoryRequest(story_id=sid)
-            await _to_thread(repo.register_request, self.engine, sid, request, self.by)
+            await asyncio.to_thread(repo.register_request, self.engine, sid, request, self.by)
         fingerprint = fp.structured_story(request)
         if self.stale_only:
             stored, _ = await self._stored_fingerprints(sid)
@@ -197,7 +193,7 @@ class StoryChain:
                 f"{result.value.story_meta.scene_count}"
             )
         prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
-        await _to_thread(
+        await asyncio.to_thread(
             repo.save_structured_story,
             self.engine,
             sid,
@@ -207,7 +203,7 @@ class StoryChain:
             overwrite_user_edits=self.overwrite,
         )
         story = await self._story(sid)
-        scenes = await _to_thread(reads.load_scenes, self.engine, [sid])
+        scenes = await asyncio.to_thread(reads.load_scenes, self.engine, [sid])
         self._check(
             sid,
             STRUCTURED,
@@ -246,7 +242,7 @@ class StoryChain:
         result = await getattr(self.llm, f"generate_{name}")(story, self._ctx(sid, name))
         prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
         value = result.value.model_dump(mode="json")
-        await _to_thread(
+        await asyncio.to_thread(
             repo.save_story_field,
             self.engine,
             sid,
@@ -309,7 +305,7 @@ class StoryChain:
                 for n, r, p in zip(numbers, results, provs, strict=True)
             ]
         )
-        await _to_thread(
+        await asyncio.to_thread(
             repo.upsert_scene_columns,
             self.engine,
             frame,
@@ -334,7 +330,7 @@ class StoryChain:
         profile, style = await asyncio.gather(
             self._field(sid, "visual_profile"), self._field(sid, "base_style")
         )
-        scenes = await _to_thread(reads.load_scenes, self.engine, [sid])
+        scenes = await asyncio.to_thread(reads.load_scenes, self.engine, [sid])
         rows = scenes.to_dict("records")
         if not rows or any(not r["moment"] for r in rows):
             raise LookupError(f"story {sid} is missing upstream values: moments")
@@ -368,7 +364,7 @@ class StoryChain:
         problems = [o for o in outcomes if isinstance(o, str)]
         frame = pd.DataFrame(good)
         if good:
-            await _to_thread(
+            await asyncio.to_thread(
                 repo.upsert_scene_columns,
                 self.engine,
                 frame,
@@ -424,12 +420,14 @@ class StoryChain:
         except ImageRejected as exc:  # the provider checked it already (and did not cache it)
             return f"scene {number}: {exc}"
         try:
-            await _to_thread(inspect_png, image.png, width=self.width, height=self.height)
+            await asyncio.to_thread(inspect_png, image.png, width=self.width, height=self.height)
         except ImageCheckError as exc:
             return f"scene {number}: {exc}"
         key = self.store.key_for("images", sid, image.png, ".png")
-        uri = await _to_thread(self.store.put, key, image.png)
-        thumb = await _to_thread(thumbnail_jpeg, image.png, (160, 120)) if number == 1 else b""
+        uri = await asyncio.to_thread(self.store.put, key, image.png)
+        thumb = (
+            await asyncio.to_thread(thumbnail_jpeg, image.png, (160, 120)) if number == 1 else b""
+        )
         prov = image.provenance.model_copy(update={"input_fingerprint": fingerprint})
         # The PNG bytes go out of scope here: a batch never holds all its images in memory.
         return {
@@ -445,7 +443,7 @@ class StoryChain:
 
     async def storybook(self, sid: str) -> None:
         story = await self._story(sid)
-        scenes = await _to_thread(reads.load_scenes, self.engine, [sid])
+        scenes = await asyncio.to_thread(reads.load_scenes, self.engine, [sid])
         rows = scenes.to_dict("records")
         if not rows or any(not r["image_uri"] for r in rows):
             raise LookupError(f"story {sid} has no complete scene images yet")
@@ -475,10 +473,10 @@ class StoryChain:
                 return
         started = time.perf_counter()
         html = render_book(sid, story, pages, self.width, self.height).encode()
-        uri = await _to_thread(
+        uri = await asyncio.to_thread(
             self.store.put, self.store.key_for("books", sid, html, ".html"), html
         )
-        await _to_thread(
+        await asyncio.to_thread(
             repo.set_book, self.engine, sid, uri, self.by, input_fingerprint=fingerprint
         )
         prov = Provenance(
