@@ -24,7 +24,7 @@ from storygen_dagster.domain.models import (
 )
 from storygen_dagster.storage.audit import changed_fields
 from storygen_dagster.storage.dblog import db_op
-from storygen_dagster.storage.repository import NOW, StoryNotFound
+from storygen_dagster.storage.repository import NOW, StoryNotFound, jsonb_patch
 from storygen_dagster.storage.tables import audit_log, scenes, stories
 
 # Story-level JSON fields a user may edit, with the contract each must still satisfy.
@@ -287,10 +287,8 @@ def _write(
     conn.execute(
         update.values(
             **values,
-            field_sources=table.c.field_sources.op("||")(
-                sa.cast({f: "user" for f in owned}, table.c.field_sources.type)
-            ),
-            provenance=table.c.provenance.op("||")(sa.cast(marker, table.c.provenance.type)),
+            field_sources=jsonb_patch(table.c.field_sources, {f: "user" for f in owned}),
+            provenance=jsonb_patch(table.c.provenance, marker),
             source="user",
             updated_by=by,
             updated_at=NOW,

@@ -34,16 +34,14 @@ def _run_id(by: str) -> str | None:
     return by.removeprefix("run:") if by.startswith("run:") else None
 
 
-def _prov_patch(column: sa.Column, asset: str, prov: Provenance) -> sa.ColumnElement:
-    """provenance = provenance || {asset: {...}}: one entry per asset, the latest wins."""
-    return column.op("||")(
-        sa.func.jsonb_build_object(asset, sa.cast(prov.model_dump(), column.type))
-    )
-
-
-def _patch(column: sa.Column, patch: Mapping[str, Any]) -> sa.ColumnElement:
+def jsonb_patch(column: sa.Column, patch: Mapping[str, Any]) -> sa.ColumnElement:
     """column = column || patch (JSONB): keys in the patch win, the others stay."""
     return column.op("||")(sa.cast(dict(patch), column.type))
+
+
+def _prov_patch(column: sa.Column, asset: str, prov: Provenance) -> sa.ColumnElement:
+    """provenance = provenance || {asset: {...}}: one entry per asset, the latest wins."""
+    return jsonb_patch(column, {asset: prov.model_dump()})
 
 
 def _fingerprint(asset: str, fingerprint: str | None) -> dict[str, str]:
@@ -177,10 +175,10 @@ def save_structured_story(
                 status="generating",
                 error=None,
                 provenance=_prov_patch(stories.c.provenance, "structured_story", prov),
-                field_sources=_patch(
+                field_sources=jsonb_patch(
                     stories.c.field_sources, {f: "ai" for f in ai_fields if f not in kept}
                 ),
-                input_fingerprints=_patch(stories.c.input_fingerprints, fingerprints),
+                input_fingerprints=jsonb_patch(stories.c.input_fingerprints, fingerprints),
                 updated_at=NOW,
                 **audit,
             )
@@ -273,7 +271,7 @@ def save_story_field(
         kept = user_owned(before.field_sources, [field], overwrite_user_edits)
         values: dict[str, Any] = {
             "provenance": _prov_patch(stories.c.provenance, field, prov),
-            "input_fingerprints": _patch(
+            "input_fingerprints": jsonb_patch(
                 stories.c.input_fingerprints, _fingerprint(field, prov.input_fingerprint)
             ),
             "updated_at": NOW,
@@ -281,7 +279,7 @@ def save_story_field(
         }
         if not kept:
             values[field] = dict(value)
-            values["field_sources"] = _patch(stories.c.field_sources, {field: "ai"})
+            values["field_sources"] = jsonb_patch(stories.c.field_sources, {field: "ai"})
         op.rows = conn.execute(
             stories.update().where(stories.c.story_id == story_id).values(values)
         ).rowcount
@@ -472,8 +470,8 @@ def set_book(
                 book_uri=book_uri,
                 status="succeeded",
                 error=None,
-                field_sources=_patch(stories.c.field_sources, {"book_uri": "ai"}),
-                input_fingerprints=_patch(
+                field_sources=jsonb_patch(stories.c.field_sources, {"book_uri": "ai"}),
+                input_fingerprints=jsonb_patch(
                     stories.c.input_fingerprints, _fingerprint("storybook", input_fingerprint)
                 ),
                 updated_at=NOW,
