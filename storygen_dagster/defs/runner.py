@@ -16,10 +16,6 @@ def tag_is_set(context: dg.AssetExecutionContext, tag: str) -> bool:
     return context.run.tags.get(tag, "").lower() in ("1", "true", "yes")
 
 
-def fresh_run(context: dg.AssetExecutionContext) -> bool:
-    return tag_is_set(context, FRESH_TAG)
-
-
 def story_ids(context: dg.AssetExecutionContext) -> list[str]:
     """The run's partition keys, each checked: keys added by hand in the UI skip the CLI's check."""
     keys = list(context.partition_keys)

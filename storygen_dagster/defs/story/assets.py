@@ -20,9 +20,9 @@ from storygen_dagster.defs.resources import (
     StoryLLMResource,
 )
 from storygen_dagster.defs.runner import (
+    FRESH_TAG,
     OVERWRITE_TAG,
     STALE_ONLY_TAG,
-    fresh_run,
     story_ids,
     tag_is_set,
 )
@@ -121,7 +121,7 @@ def story_assets(
         budget=images.prompt_budget(),
         blocklist=settings.content_blocklist,
         moderation=build_moderation(settings),
-        fresh=fresh_run(context),
+        fresh=tag_is_set(context, FRESH_TAG),
         stale_only=tag_is_set(context, STALE_ONLY_TAG),
         overwrite_user_edits=tag_is_set(context, OVERWRITE_TAG),
     )

@@ -96,6 +96,7 @@ class StoryChain:
         self.by = f"run:{context.run.run_id}"
         self.checks = CheckLedger()
         self.done: dict[str, list[str]] = {}  # story -> assets materialized
+        self._facts: dict[tuple[str, str], tuple[dict, dict[int, dict]]] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def _ctx(self, sid: str, asset: str, scene: int | None = None) -> CallContext:
@@ -127,8 +128,17 @@ class StoryChain:
         return values[sid]
 
     async def _row_facts(self, sid: str, column: str) -> tuple[dict, dict[int, dict]]:
-        story, by_scene = await asyncio.to_thread(load_row_facts, self.engine, [sid], column)
-        return story.get(sid, {}), {n: f for (s, n), f in by_scene.items() if s == sid}
+        """The story's stored input_fingerprints / field_sources, read once per story: a stage
+        only writes its own fingerprint key, which no later stage reads, and an AI write never
+        marks a field 'user', so the first read stays right for the whole chain."""
+        key = (sid, column)
+        if key not in self._facts:
+            story, by_scene = await asyncio.to_thread(load_row_facts, self.engine, [sid], column)
+            self._facts[key] = (
+                story.get(sid, {}),
+                {n: f for (s, n), f in by_scene.items() if s == sid},
+            )
+        return self._facts[key]
 
     async def _stored_fingerprints(self, sid: str) -> tuple[dict, dict[int, dict]]:
         return await self._row_facts(sid, "input_fingerprints")
