@@ -131,10 +131,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
         if image_why:
             items.append(_item("scene_images", image_why, n))
             book_reason = "upstream stale"
-    with engine.connect() as conn:
-        book_uri = conn.execute(
-            sa.select(stories.c.book_uri).where(stories.c.story_id == story_id)
-        ).scalar_one_or_none()
+    book_uri = reads.load_story_field(engine, [story_id], "book_uri").get(story_id)
     if book_reason is None:
         current = fp.storybook(
             story.story_meta.story_title,
