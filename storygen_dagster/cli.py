@@ -12,8 +12,8 @@ import click
 import dagster as dg
 from pydantic import ValidationError
 
-from storygen_dagster.cli_lineage import audit, edit
-from storygen_dagster.domain.ids import InvalidStoryId, story_id_for, validate_story_id
+from storygen_dagster.cli_lineage import audit, checked_story_id, edit
+from storygen_dagster.domain.ids import story_id_for
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.logs import configure_logging
 from storygen_dagster.settings import get_settings
@@ -227,13 +227,6 @@ def request(
     _generate(ctx, [parsed], as_json)
 
 
-def _checked_id(story_id: str) -> str:
-    try:
-        return validate_story_id(story_id)
-    except InvalidStoryId as exc:
-        raise click.BadParameter(str(exc), param_hint="STORY_ID") from exc
-
-
 @main.command()
 @click.argument("story_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -262,7 +255,7 @@ def run(
     from storygen_dagster.storage.reads import load_requests
     from storygen_dagster.storage.staleness import stale_assets, stale_items
 
-    _checked_id(story_id)
+    checked_story_id(story_id)
     check_providers(ctx.settings)
     requests = load_requests(ctx.engine, [story_id])
     if story_id not in requests:
@@ -319,7 +312,7 @@ def status(ctx: Context, story_id: str | None, as_json: bool, outdated: bool) ->
             click.echo("every story is built with the current prompts and models")
         return
     if story_id is not None:
-        _checked_id(story_id)
+        checked_story_id(story_id)
     frame = story_overview(ctx.engine, story_id)
     if story_id is not None and frame.empty:
         raise click.ClickException(f"story_id {story_id!r} not found")

@@ -10,14 +10,18 @@ from typing import TYPE_CHECKING
 import click
 import dagster as dg
 
+from storygen_dagster.domain.ids import InvalidStoryId, validate_story_id
+
 if TYPE_CHECKING:  # the CLI module imports this one
     from storygen_dagster.cli import Context
 
 
-def _checked_id(story_id: str) -> str:
-    from storygen_dagster.cli import _checked_id as checked
-
-    return checked(story_id)
+def checked_story_id(story_id: str) -> str:
+    """A STORY_ID argument checked before anything is opened (used by every command)."""
+    try:
+        return validate_story_id(story_id)
+    except InvalidStoryId as exc:
+        raise click.BadParameter(str(exc), param_hint="STORY_ID") from exc
 
 
 def _set_value(raw: str) -> object:
@@ -102,7 +106,7 @@ def edit(
     from storygen_dagster.storage.reads import story_overview
     from storygen_dagster.storage.repository import StoryNotFound
 
-    _checked_id(story_id)
+    checked_story_id(story_id)
     fields = _parse_sets(sets)
     if story_overview(ctx.engine, story_id).empty:
         raise click.ClickException(f"story_id {story_id!r} not found")
@@ -154,7 +158,7 @@ def audit(ctx: Context, story_id: str, as_json: bool) -> None:
     from storygen_dagster.storage.history import story_history
     from storygen_dagster.storage.repository import StoryNotFound
 
-    _checked_id(story_id)
+    checked_story_id(story_id)
     try:
         history = story_history(ctx.engine, ctx.instance(), story_id)
     except StoryNotFound as exc:
