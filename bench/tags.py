@@ -1,8 +1,7 @@
 """Run tags the bench sets."""
 
-try:  # the tag `storygen run --fresh` sets: every call reaches the provider, none is cached
-    from storygen_dagster.defs.runner import FRESH_TAG
-except ImportError:  # moved by a refactor: the value is what the runs read
-    FRESH_TAG = "storygen/fresh"
+from storygen_dagster.defs.runner import FRESH_TAG
 
+# What `storygen run --fresh` sets: every call reaches the provider, none is answered from
+# the cache (the fake's canned replies repeat across stories).
 FRESH = {FRESH_TAG: "true"}
