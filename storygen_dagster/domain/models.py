@@ -179,5 +179,9 @@ class Provenance(BaseModel):
     cost_usd: float = 0.0
     attempts: int = 1
     cached: bool = False
+    # A model's reply as it came: repair calls made, unknown keys dropped, other normalizations.
+    repairs: int = 0
+    dropped_keys: int = 0
+    reply_fixes: int = 0
     # sha256 of the upstream values this value was made from (domain/fingerprints.py).
     input_fingerprint: str | None = None

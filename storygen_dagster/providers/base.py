@@ -20,6 +20,12 @@ from storygen_dagster.domain.models import (
     VisualProfile,
 )
 from storygen_dagster.domain.prompts import RenderedPrompt, render_prompt
+from storygen_dagster.domain.reply_rules import (
+    NO_RULES,
+    ReplyRules,
+    scene_moment_rules,
+    structured_story_rules,
+)
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -73,19 +79,20 @@ class StoryLLM(abc.ABC):
         self, request: StoryRequest, ctx: CallContext
     ) -> Generated[StructuredStory]:
         prompt = render_prompt("structured_story", request=request.model_dump(mode="json"))
-        return await self._generate(prompt, StructuredStory, ctx, request=request)
+        rules = structured_story_rules(request)
+        return await self._fitting(prompt, StructuredStory, ctx, rules, request=request)
 
     async def generate_visual_profile(
         self, story: StructuredStory, ctx: CallContext
     ) -> Generated[VisualProfile]:
         prompt = render_prompt("visual_profile", story=story.model_dump(mode="json"))
-        return await self._generate(prompt, VisualProfile, ctx, story=story)
+        return await self._fitting(prompt, VisualProfile, ctx, NO_RULES, story=story)
 
     async def generate_base_style(
         self, story: StructuredStory, ctx: CallContext
     ) -> Generated[BaseStyle]:
         prompt = render_prompt("base_style", story=story.model_dump(mode="json"))
-        return await self._generate(prompt, BaseStyle, ctx, story=story)
+        return await self._fitting(prompt, BaseStyle, ctx, NO_RULES, story=story)
 
     async def generate_scene_moment(
         self, story: StructuredStory, scene_number: int, ctx: CallContext
@@ -93,22 +100,43 @@ class StoryLLM(abc.ABC):
         prompt = render_prompt(
             "scene_moment", story=story.model_dump(mode="json"), scene_number=scene_number
         )
-        result = await self._generate(
-            prompt, SceneMoment, ctx, story=story, scene_number=scene_number
+        rules = scene_moment_rules(scene_number)
+        return await self._fitting(
+            prompt, SceneMoment, ctx, rules, story=story, scene_number=scene_number
         )
-        if result.value.scene_number != scene_number:
+
+    async def _fitting(
+        self,
+        prompt: RenderedPrompt,
+        response_model: type[T],
+        ctx: CallContext,
+        rules: ReplyRules,
+        **inputs: Any,
+    ) -> Generated[T]:
+        """`_generate`, then the request's rules once more whatever the provider did with them:
+        a value that does not fit what was asked never reaches storage."""
+        result = await self._generate(prompt, response_model, ctx, rules=rules, **inputs)
+        problems = rules.problems(result.value)
+        if problems:
             raise ProviderError(
-                f"scene_moment for scene {scene_number} came back numbered "
-                f"{result.value.scene_number}"
+                f"{ctx.asset} reply for story {ctx.story_id} does not fit the request: "
+                + "; ".join(problems)
             )
         return result
 
     @abc.abstractmethod
     async def _generate(
-        self, prompt: RenderedPrompt, response_model: type[T], ctx: CallContext, **inputs: Any
+        self,
+        prompt: RenderedPrompt,
+        response_model: type[T],
+        ctx: CallContext,
+        *,
+        rules: ReplyRules = NO_RULES,
+        **inputs: Any,
     ) -> Generated[T]:
-        """Produce a validated `response_model` for `prompt`. `inputs` are the structured
-        values the prompt was rendered from (the offline provider works from them)."""
+        """Produce a validated `response_model` for `prompt` that meets `rules` (what the
+        request pins). `inputs` are the structured values the prompt was rendered from (the
+        offline provider works from them)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -27,6 +27,7 @@ from storygen_dagster.domain.models import (
     VisualProfile,
 )
 from storygen_dagster.domain.prompts import RenderedPrompt
+from storygen_dagster.domain.reply_rules import NO_RULES, ReplyRules
 from storygen_dagster.providers import offline_tables as t
 from storygen_dagster.providers.base import (
     CallContext,
@@ -58,7 +59,13 @@ class OfflineStoryLLM(StoryLLM):
         self.max_concurrency = max_concurrency
 
     async def _generate(
-        self, prompt: RenderedPrompt, response_model: type[T], ctx: CallContext, **inputs: Any
+        self,
+        prompt: RenderedPrompt,
+        response_model: type[T],
+        ctx: CallContext,
+        *,
+        rules: ReplyRules = NO_RULES,
+        **inputs: Any,
     ) -> Generated[T]:
         started = time.perf_counter()
         if self.latency_s:

@@ -1,23 +1,40 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, Together, OpenRouter, Ollama, vLLM):
-`POST {base}/chat/completions` with a strict JSON schema from the pydantic model, cached and
-ledgered per call, with one repair attempt that shows the model its validation error."""
+`POST {base}/chat/completions` with a strict JSON schema from the pydantic model (the request's
+pins written in), cached and ledgered per call, with one repair attempt that shows the model
+what is wrong: its validation error or how it misses the request."""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from storygen_dagster.domain.models import Provenance
 from storygen_dagster.domain.prompts import RenderedPrompt
+from storygen_dagster.domain.reply_rules import NO_RULES, ReplyRules
 from storygen_dagster.providers.base import CallContext, Generated, ProviderError, StoryLLM, T
 from storygen_dagster.providers.calls import CallOutcome, ProviderCalls, chat_cost
-from storygen_dagster.providers.replies import InvalidReply, parse_reply, strict_schema
+from storygen_dagster.providers.replies import InvalidReply, Parsed, parse_reply, strict_schema
+
+log = logging.getLogger("storygen.providers")
 
 ENDPOINT = "chat/completions"
 SYSTEM = (
     "You write gentle, age-appropriate children's picture books. Answer with exactly one JSON "
     "object that matches the JSON schema '{name}'. No prose, no markdown."
 )
+
+
+def _repair_messages(bad: InvalidReply) -> list[dict[str, str]]:
+    """Show the model its reply and exactly what is wrong with it."""
+    what = "does not fit the request" if bad.kind == "request" else "did not match the schema"
+    return [
+        {"role": "assistant", "content": bad.raw[:8000]},
+        {
+            "role": "user",
+            "content": f"That reply {what}: {bad}. Reply with only the corrected JSON object.",
+        },
+    ]
 
 
 class OpenAIChatLLM(StoryLLM):
@@ -29,7 +46,9 @@ class OpenAIChatLLM(StoryLLM):
         self.max_tokens = max_tokens
         self.temperature = temperature
 
-    def _body(self, messages: list[dict], response_model: type[T]) -> dict[str, Any]:
+    def _body(
+        self, messages: list[dict], response_model: type[T], rules: ReplyRules
+    ) -> dict[str, Any]:
         return {
             "model": self.model,
             "messages": messages,
@@ -40,7 +59,7 @@ class OpenAIChatLLM(StoryLLM):
                 "json_schema": {
                     "name": response_model.__name__,
                     "strict": True,
-                    "schema": strict_schema(response_model),
+                    "schema": strict_schema(response_model, rules),
                 },
             },
         }
@@ -63,34 +82,29 @@ class OpenAIChatLLM(StoryLLM):
         return out
 
     async def _generate(
-        self, prompt: RenderedPrompt, response_model: type[T], ctx: CallContext, **inputs: Any
+        self,
+        prompt: RenderedPrompt,
+        response_model: type[T],
+        ctx: CallContext,
+        *,
+        rules: ReplyRules = NO_RULES,
+        **inputs: Any,
     ) -> Generated[T]:
         messages = [
             {"role": "system", "content": SYSTEM.format(name=response_model.__name__)},
             {"role": "user", "content": prompt.text},
         ]
-        body = self._body(messages, response_model)
+        body = self._body(messages, response_model, rules)
         async with self.calls.http.client() as client:
             first = await self._call(ctx, client, body)
             try:
-                value = self._parse(first, response_model)
+                parsed = self._parse(ctx, first, response_model, rules)
             except InvalidReply as bad:
                 await self._record(ctx, first, body, "failed", f"invalid reply: {bad}")
-                repair = self._body(
-                    [
-                        *messages,
-                        {"role": "assistant", "content": bad.raw[:8000]},
-                        {
-                            "role": "user",
-                            "content": "That reply did not match the schema: "
-                            f"{bad}. Reply with only the corrected JSON object.",
-                        },
-                    ],
-                    response_model,
-                )
+                repair = self._body([*messages, *_repair_messages(bad)], response_model, rules)
                 second = await self._call(ctx, client, repair)
                 try:
-                    value = self._parse(second, response_model)
+                    parsed = self._parse(ctx, second, response_model, rules)
                 except InvalidReply as again:
                     await self._record(ctx, second, repair, "failed", f"invalid reply: {again}")
                     raise ProviderError(
@@ -102,22 +116,38 @@ class OpenAIChatLLM(StoryLLM):
                     raise
                 await self._record(ctx, second, repair, "succeeded")
                 await self.calls.mark_succeeded(first)
-                return Generated(value=value, provenance=self._provenance(prompt, first, second))
+                prov = self._provenance(prompt, parsed, first, second)
+                return Generated(value=parsed.value, provenance=prov)  # type: ignore[arg-type]
             except ProviderError as exc:  # refusal, truncation, empty reply
                 await self._record(ctx, first, body, "failed", str(exc))
                 raise
         await self._record(ctx, first, body, "succeeded")
-        return Generated(value=value, provenance=self._provenance(prompt, first))
+        prov = self._provenance(prompt, parsed, first)
+        return Generated(value=parsed.value, provenance=prov)  # type: ignore[arg-type]
 
-    def _parse(self, out: CallOutcome, response_model: type[T]) -> T:
-        return parse_reply(out.response, response_model)  # type: ignore[return-value]
+    def _parse(
+        self, ctx: CallContext, out: CallOutcome, response_model: type[T], rules: ReplyRules
+    ) -> Parsed:
+        parsed = parse_reply(out.response, response_model, rules)
+        if parsed.dropped or parsed.fixes:
+            log.debug(
+                "normalized %s reply for story %s: dropped %s; %s",
+                ctx.asset,
+                ctx.story_id,
+                parsed.dropped,
+                parsed.fixes,
+                extra={"story_id": ctx.story_id, "asset": ctx.asset},
+            )
+        return parsed
 
     async def _record(
         self, ctx: CallContext, out: CallOutcome, body: dict, status: str, error: str | None = None
     ) -> None:
         await self.calls.record(ctx, out, ENDPOINT, body, status=status, error=error)
 
-    def _provenance(self, prompt: RenderedPrompt, *calls: CallOutcome) -> Provenance:
+    def _provenance(
+        self, prompt: RenderedPrompt, parsed: Parsed, *calls: CallOutcome
+    ) -> Provenance:
         return Provenance(
             provider=self.provider_name,
             model=self.model,
@@ -130,4 +160,7 @@ class OpenAIChatLLM(StoryLLM):
             cost_usd=round(sum(c.cost_usd for c in calls), 8),
             attempts=sum(c.attempts for c in calls),
             cached=all(c.cached for c in calls),
+            repairs=len(calls) - 1,
+            dropped_keys=len(parsed.dropped),
+            reply_fixes=len(parsed.fixes),
         )

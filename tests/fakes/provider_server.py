@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import re
 import threading
 import time
@@ -17,8 +18,10 @@ from typing import Any
 
 from PIL import Image
 
+from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.providers import offline
+from tests.fakes.schema_model import add_quirks, conform, reply_from_schema
 
 
 @dataclass
@@ -58,6 +61,11 @@ def solid_png(width: int, height: int, color=(0, 0, 0), fmt: str = "PNG") -> byt
 
 
 class FakeProvider:
+    # How the chat model answers (a fault may override either for one request): only from the
+    # JSON schema, ignoring the prompt; and which quirks of schema_model.QUIRKS it adds.
+    schema_only = False
+    quirks: frozenset[str] = frozenset()
+
     def __init__(self, api_key: str = "sk-test-key"):
         self.api_key = api_key
         self.script: dict[str, deque[dict]] = {
@@ -121,10 +129,9 @@ class FakeProvider:
         return 200, {}, json.dumps(self._image(body, fault)).encode()
 
     def _chat(self, body: dict, fault: dict) -> dict:
-        schema = body["response_format"]["json_schema"]["name"]
-        prompt = body["messages"][1]["content"]
-        valid = json.dumps(canned_value(schema, prompt))
-        content = fault.get("content", "{json}").replace("{json}", valid)
+        content = fault.get("content", "{json}").replace(
+            "{json}", json.dumps(self._answer(body, fault))
+        )
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if fault.get("reasoning_only"):
             message = {"role": "assistant", "content": "", "reasoning_content": f"Plan: {content}"}
@@ -142,6 +149,22 @@ class FakeProvider:
                 "completion_tokens": max(1, len(content) // 4),
             },
         }
+
+    def _answer(self, body: dict, fault: dict) -> Any:
+        """The model's JSON: following the prompt (canned) or only the schema, then the host's
+        quirks. Deterministic for a request body, as a cached reply would be."""
+        fmt = body["response_format"]["json_schema"]
+        rng = random.Random(content_hash(body))
+        if fault.get("schema_only", self.schema_only):
+            value = reply_from_schema(fmt["schema"], rng)
+        else:
+            value = conform(
+                canned_value(fmt["name"], body["messages"][1]["content"]), fmt["schema"]
+            )
+        if fault.get("drop_scenes") and isinstance(value.get("scenes"), list):
+            value["scenes"] = value["scenes"][: -fault["drop_scenes"]]
+            value["story_meta"]["scene_count"] = len(value["scenes"])
+        return add_quirks(value, set(fault.get("quirks", self.quirks)), rng)
 
     def _moderate(self, body: dict) -> dict:
         def verdict(text: str) -> dict:

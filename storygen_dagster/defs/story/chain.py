@@ -196,12 +196,6 @@ class StoryChain:
         result = await self.llm.generate_structured_story(
             request, self._ctx(sid, "structured_story")
         )
-        wanted = request.scene_count
-        if wanted and result.value.story_meta.scene_count != wanted:
-            raise ValueError(
-                f"scene_count: requested {wanted}, the model wrote "
-                f"{result.value.story_meta.scene_count}"
-            )
         prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
         await asyncio.to_thread(
             repo.save_structured_story,

@@ -26,6 +26,10 @@ def provenance_metadata(
         "cost_usd": dg.MetadataValue.float(round(sum(p.cost_usd for p in provs), 6)),
         "attempts": dg.MetadataValue.int(sum(p.attempts for p in provs)),
         "cached_calls": dg.MetadataValue.int(sum(p.cached for p in provs)),
+        # How far the model's replies were from the contract (providers/lenient.py).
+        "repairs": dg.MetadataValue.int(sum(p.repairs for p in provs)),
+        "dropped_keys": dg.MetadataValue.int(sum(p.dropped_keys for p in provs)),
+        "reply_fixes": dg.MetadataValue.int(sum(p.reply_fixes for p in provs)),
     }
     if isinstance(fingerprint, dict):
         meta["input_fingerprints"] = dg.MetadataValue.json(fingerprint)
