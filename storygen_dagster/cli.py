@@ -348,10 +348,24 @@ main.add_command(audit)
 @click.pass_obj
 def dev(ctx: Context, port: int, host: str) -> None:
     """Run the Dagster UI and daemon (sensors, schedules, run queue) on the project's instance."""
+    from storygen_dagster.recovery import InstanceBusy, end_orphaned_runs, instance_owner
+
+    instance = ctx.instance()  # embedded Postgres up, migrated, dagster.yaml written
+    try:
+        with instance_owner(ctx.url):
+            # After a hard kill of the previous storygen dev: end the runs it left in flight,
+            # so the run queue drains and the request reconciler retries their requests.
+            for run in end_orphaned_runs(instance):
+                click.echo(f"ended run {run.run_id} ({run.status.value}): its process is gone")
+            _dagster_dev(port, host)
+    except InstanceBusy as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _dagster_dev(port: int, host: str) -> None:
     import signal
     import subprocess
 
-    ctx.instance()  # embedded Postgres up, migrated, dagster.yaml written; kept alive below
     # The checkout's workspace.yaml when run from it; the installed module otherwise.
     workspace = Path("workspace.yaml")
     target = (

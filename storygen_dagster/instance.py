@@ -8,11 +8,13 @@ import os
 import dagster as dg
 import yaml
 
+from storygen_dagster.recovery import recovery_settings
 from storygen_dagster.settings import Settings
 from storygen_dagster.storage.db import dagster_url
 
 
 def dagster_yaml(database_url: str) -> dict:
+    timeouts = recovery_settings()
     return {
         "storage": {"postgres": {"postgres_url": dagster_url(database_url)}},
         "python_logs": {"managed_python_loggers": ["storygen"]},
@@ -22,6 +24,22 @@ def dagster_yaml(database_url: str) -> dict:
             "class": "QueuedRunCoordinator",
             "config": {"max_concurrent_runs": 4},
         },
+        # After a hard kill: a run stuck STARTING or CANCELING is ended by the daemon, and
+        # pool slots held by a dead run are freed. The default launcher cannot health-check a
+        # STARTED run: `storygen dev` ends those at start (recovery.end_orphaned_runs), and
+        # request runs carry `dagster/max_runtime`.
+        "run_monitoring": {
+            "enabled": True,
+            "start_timeout_seconds": timeouts.start_timeout_s,
+            "cancel_timeout_seconds": timeouts.cancel_timeout_s,
+            "max_resume_run_attempts": 0,
+            "poll_interval_seconds": timeouts.monitoring_poll_s,
+            "free_slots_after_run_end_seconds": timeouts.free_slots_after_s,
+        },
+        # Run-level failures (crashed worker, start timeout) of runs nobody else owns (UI
+        # launches, backfills). Request runs are tagged dagster/max_retries=0: the request
+        # reconciler owns their retries (defs/automation/launches.py).
+        "run_retries": {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False},
     }
 
 

@@ -87,9 +87,8 @@ def test_run_events_drive_the_request_lifecycle(engine, instance, resources, tes
     )
     assert result.success
     run = instance.get_run_by_id(result.run_id)
-    # The next tick finds the run by its key and records its id.
-    launches.reconcile(engine, instance, dt.datetime.now(dt.UTC))
-    assert _rows(engine)[rid]["run_id"] == result.run_id
+    # The row still holds the run key: the started sensor finds it by the run's key tag.
+    assert _rows(engine)[rid]["run_id"] == f"runkey:{req.run_key}"
     started = dg.build_run_status_sensor_context(
         sensor_name="story_run_started_sensor",
         dagster_instance=instance,
@@ -99,6 +98,7 @@ def test_run_events_drive_the_request_lifecycle(engine, instance, resources, tes
     )
     story_run_started_sensor(started)
     assert _rows(engine)[rid]["status"] == "running"
+    assert _rows(engine)[rid]["run_id"] == result.run_id
     done = dg.build_run_status_sensor_context(
         sensor_name="story_run_succeeded_sensor",
         dagster_instance=instance,
@@ -115,15 +115,17 @@ def test_failed_run_marks_request_failed_and_retry_gets_a_new_key(
     engine, instance, resources, test_defs
 ):
     rid = _insert(engine, {"age": 4}, story_id="fail-1")
-    _tick(instance, resources)
+    [req] = _tick(instance, resources).run_requests
     instance.add_dynamic_partitions("stories", ["fail-1"])
-    # scene_images alone has no upstream yet: the run fails, as a provider outage would.
+    # scene_images alone has no upstream yet: the story fails on its own, as it would after
+    # a provider outage outlasting the call retries (a step failure: no new attempt).
     job = test_defs.resolve_job_def("storybook_job")
     result = job.execute_in_process(
         instance=instance,
         partition_key="fail-1",
         asset_selection=[dg.AssetKey("scene_images")],
         raise_on_error=False,
+        tags=req.tags,
     )
     assert not result.success
     run = instance.get_run_by_id(result.run_id)

@@ -9,13 +9,30 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.recovery import recovery_settings
 from storygen_dagster.storage import requests as queue
 from storygen_dagster.storage.repository import register_request
 
 RUN_KEY_TAG = "storygen/run_key"
 REQUEST_TAG = "storygen/request"
 # A launch with no run after this long never happened (daemon died mid-tick): retry it.
+# (STORYGEN_REQUEST_LAUNCH_GRACE_S overrides it; a retry asks for the same run key, which
+# Dagster launches at most once, so a short grace costs nothing for sensor launches.)
 LAUNCH_GRACE = dt.timedelta(minutes=5)
+STEP_FAILURE = "STEP_FAILURE"  # dagster/failure_reason of a run whose steps failed
+
+
+def request_run_tags(stories: int = 1) -> dict[str, str]:
+    """Tags of every run launched for story_requests rows. The request reconciler owns their
+    retries (a new attempt with a new run key, counted in `attempts`), so Dagster's run
+    retries are off for them: two retry owners could start two runs for one story.
+    `dagster/max_runtime` lets run monitoring end a run whose worker died unseen (production:
+    the default launcher cannot health-check a STARTED run)."""
+    limits = recovery_settings()
+    return {
+        "dagster/max_retries": "0",
+        "dagster/max_runtime": str(limits.request_max_runtime_s * max(1, -(-stories // 8))),
+    }
 
 
 def format_errors(exc: ValidationError) -> str:
@@ -55,19 +72,65 @@ def accept(engine: sa.Engine, row: queue.PendingRequest, by: str) -> str | None:
     return request.story_id
 
 
-def reconcile(engine: sa.Engine, instance: dg.DagsterInstance, now: dt.datetime) -> int:
-    """Queued rows carry their run key until the run exists; fill in the run id, or put the
-    row back to pending if the launch never happened."""
+def reconcile(
+    engine: sa.Engine,
+    instance: dg.DagsterInstance,
+    now: dt.datetime,
+    max_attempts: int | None = None,
+) -> int:
+    """Bring queued / running rows in line with their runs. A row whose run key has a run
+    gets the run's id; one whose launch never happened goes back to pending (same attempt).
+    A row whose run is over is settled as the run status sensors would (in case they missed
+    it, e.g. the daemon died first): succeeded, failed on its own, or — run failed at run
+    level, was canceled or vanished — its next attempt within `max_attempts`."""
     fixed = 0
+    grace = dt.timedelta(seconds=recovery_settings().launch_grace_s)
     for request_id, _sid, run_key, updated_at in queue.unresolved_launches(engine):
         runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
         if runs:
             queue.resolve_launch(engine, request_id, runs[0].run_id)
             fixed += 1
-        elif now - updated_at > LAUNCH_GRACE:
+        elif now - updated_at > grace:
             queue.resolve_launch(engine, request_id, None)
             fixed += 1
+    for row in queue.active_launches(engine):
+        run = instance.get_run_by_id(row.run_id)
+        if run is None:
+            fixed += queue.finish_from_stories(
+                engine,
+                [row.story_id],
+                [row.run_id],
+                "the run no longer exists",
+                run_level=True,
+                max_attempts=max_attempts,
+            )
+        elif run.is_finished:
+            fixed += settle_run(engine, instance, run, None, max_attempts)
     return fixed
+
+
+def settle_run(
+    engine: sa.Engine,
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    message: str | None,
+    max_attempts: int | None,
+) -> int:
+    """The requests of a finished run take its outcome (queue.finish_from_stories)."""
+    story_ids = run_story_ids(run, instance)
+    if not story_ids:
+        return 0
+    ids = queue.launch_ids(run.run_id, run.tags.get(RUN_KEY_TAG))
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return queue.finish_from_stories(engine, story_ids, ids, None)
+    if run.status == dg.DagsterRunStatus.CANCELED:
+        error, run_level = message or "the run was canceled", True
+    else:
+        error = message or "the run failed"
+        run_level = run.tags.get("dagster/failure_reason") != STEP_FAILURE
+    return queue.finish_from_stories(
+        engine, story_ids, ids, error, run_level=run_level, max_attempts=max_attempts
+    )
 
 
 def run_story_ids(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[str]:

@@ -3,7 +3,7 @@ run per contiguous range of their partitions), so nothing waits more than a day.
 
 import dagster as dg
 
-from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, accept
+from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, accept, request_run_tags
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.partitions import story_partitions
 from storygen_dagster.defs.resources import StoryDatabase
@@ -53,6 +53,7 @@ def nightly_stories(context: dg.ScheduleEvaluationContext, db: StoryDatabase):
                     RANGE_END: group[-1],
                     RUN_KEY_TAG: run_key,
                     "storygen/source": "nightly",
+                    **request_run_tags(len(group)),
                 },
             )
         )

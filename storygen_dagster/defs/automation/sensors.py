@@ -12,7 +12,9 @@ from storygen_dagster.defs.automation.launches import (
     cursor_json,
     read_cursor,
     reconcile,
+    request_run_tags,
     run_story_ids,
+    settle_run,
 )
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.partitions import story_partitions
@@ -34,7 +36,7 @@ def story_request_sensor(context: dg.SensorEvaluationContext, db: StoryDatabase)
     engine = db.engine()
     settings = get_settings()
     cursor = read_cursor(context.cursor)
-    reconcile(engine, context.instance, dt.datetime.now(dt.UTC))
+    reconcile(engine, context.instance, dt.datetime.now(dt.UTC), settings.request_max_attempts)
     # Status is the queue, not the cursor alone: a failed request set back to pending (an
     # older id) must be picked up again. The cursor records progress for the UI.
     rows = queue.read_requests(engine, statuses=("pending",), limit=settings.request_batch_size)
@@ -52,7 +54,7 @@ def story_request_sensor(context: dg.SensorEvaluationContext, db: StoryDatabase)
             dg.RunRequest(
                 run_key=run_key,
                 partition_key=story_id,
-                tags={RUN_KEY_TAG: run_key, REQUEST_TAG: str(row.id)},
+                tags={RUN_KEY_TAG: run_key, REQUEST_TAG: str(row.id), **request_run_tags()},
             )
         )
     queue.mark_queued(engine, launches)
@@ -72,9 +74,11 @@ def story_request_sensor(context: dg.SensorEvaluationContext, db: StoryDatabase)
     description="Marks the requests of a started run as running.",
 )
 def story_run_started_sensor(context: dg.RunStatusSensorContext, db: StoryDatabase):
-    story_ids = run_story_ids(context.dagster_run, context.instance)
+    run = context.dagster_run
+    story_ids = run_story_ids(run, context.instance)
     if story_ids:
-        queue.mark_running(db.engine(), story_ids, context.dagster_run.run_id)
+        ids = queue.launch_ids(run.run_id, run.tags.get(RUN_KEY_TAG))
+        queue.mark_running(db.engine(), story_ids, ids)
 
 
 @dg.run_status_sensor(
@@ -84,18 +88,20 @@ def story_run_started_sensor(context: dg.RunStatusSensorContext, db: StoryDataba
     description="Marks the requests of a finished run succeeded (or failed, per story).",
 )
 def story_run_succeeded_sensor(context: dg.RunStatusSensorContext, db: StoryDatabase):
-    story_ids = run_story_ids(context.dagster_run, context.instance)
-    if story_ids:
-        queue.finish_from_stories(db.engine(), story_ids, context.dagster_run.run_id, None)
+    settle_run(db.engine(), context.instance, context.dagster_run, None, None)
 
 
 @dg.run_failure_sensor(
     monitored_jobs=[storybook_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks the requests of a failed run failed, with the error.",
+    description="Failed run: each request fails with its story's error, or goes to its next "
+    "attempt if the run itself died (crash, start timeout, orphaned after a hard kill).",
 )
 def story_run_failed_sensor(context: dg.RunFailureSensorContext, db: StoryDatabase):
-    story_ids = run_story_ids(context.dagster_run, context.instance)
-    if story_ids:
-        message = context.failure_event.message or "run failed"
-        queue.finish_from_stories(db.engine(), story_ids, context.dagster_run.run_id, message)
+    settle_run(
+        db.engine(),
+        context.instance,
+        context.dagster_run,
+        context.failure_event.message or "run failed",
+        get_settings().request_max_attempts,
+    )
