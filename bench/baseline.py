@@ -6,19 +6,32 @@ cost of everything around the calls."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import httpx
 
 
+@functools.cache
+def _story_schema() -> dict:
+    from storygen_dagster.domain.models import StructuredStory
+    from storygen_dagster.providers.replies import strict_schema
+
+    return strict_schema(StructuredStory)
+
+
 def _chat_body(model: str, i: int) -> dict:
+    # The schema the pipeline sends (the fake's schema-only model answers from it).
     return {
         "model": model,
         "messages": [
             {"role": "system", "content": "Answer with JSON."},
             {"role": "user", "content": f"Child's name: Kid{i}\nuse exactly 4 scenes"},
         ],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "StructuredStory"}},
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "StructuredStory", "strict": True, "schema": _story_schema()},
+        },
     }
 
 
