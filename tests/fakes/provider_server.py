@@ -1,6 +1,12 @@
 """A fake OpenAI-compatible chat + Together-compatible images server on loopback: real HTTP on
 a free port in a thread, answering valid replies unless a scripted fault is queued for the
-next request of that kind. Every request is recorded (time, path, body, auth) for asserts."""
+next request of that kind. Every request is recorded (time, path, body, auth) for asserts.
+
+Faults (a dict queued with `FakeProvider.queue(kind, ...)`, one per request): `status` (+ `body`,
+`headers`, e.g. a 429 with Retry-After), `sleep` (a slow reply: seconds before answering),
+`drop` (the connection dies before a full reply: "close" or True, "reset", "partial"), and the
+chat and image keys read by `_chat` / `_image`. The server behaves like a real one: HTTP/1.1
+keep-alive, idle connections closed after a few seconds, a listen backlog of hundreds."""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import io
 import json
 import random
 import re
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -60,13 +68,29 @@ def solid_png(width: int, height: int, color=(0, 0, 0), fmt: str = "PNG") -> byt
     return out.getvalue()
 
 
+class LoopbackServer(ThreadingHTTPServer):
+    """socketserver listens with a backlog of 5 (`request_queue_size`). 16 calls connecting at
+    once (the bench's baseline wave) outran the accept loop of this one-thread-accepts server:
+    Linux then dropped SYNs (retried by the client after 1 s), answered with SYN cookies and
+    reset connections whose cookie no longer validated, after the client had sent its request:
+    httpx.ReadError for a request the handler never saw (DEVELOPERS.md, pitfalls). Real servers
+    listen with hundreds (nginx 511, uvicorn and gunicorn 2048); the kernel caps it at
+    net.core.somaxconn."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+    # Keep-alive handler threads wait for a client's next request: closing the server must
+    # not wait for them (they end at the idle timeout or when the client closes).
+    block_on_close = False
+
+
 class FakeProvider:
     # How the chat model answers (a fault may override either for one request): only from the
     # JSON schema, ignoring the prompt; and which quirks of schema_model.QUIRKS it adds.
     schema_only = False
     quirks: frozenset[str] = frozenset()
 
-    def __init__(self, api_key: str = "sk-test-key"):
+    def __init__(self, api_key: str = "sk-test-key", port: int = 0):
         self.api_key = api_key
         self.script: dict[str, deque[dict]] = {
             "chat": deque(),
@@ -86,8 +110,7 @@ class FakeProvider:
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = LoopbackServer(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -197,8 +220,41 @@ class FakeProvider:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Like real APIs: HTTP/1.1, connections kept alive between requests (httpx reuses
+            # them, e.g. for a retry) and closed by the server after 5 s idle (uvicorn's
+            # default), so a client may find its pooled connection closed under it.
+            protocol_version = "HTTP/1.1"
+            timeout = 5.0
+
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
+
+            def _head(self, status: int, headers: dict, length: int) -> None:
+                self.send_response(status)
+                ctype = headers.pop("Content-Type", "application/json")
+                self.send_header("Content-Type", ctype)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+
+            def _drop(self, how: Any, kind: str, body: Any) -> None:
+                """The connection dies before a full reply, as when a provider's worker
+                crashes, a load balancer restarts or a proxy times out: "close" (or True): FIN
+                without a byte of reply; "reset": RST (SO_LINGER 0); "partial": the status line,
+                headers and half of the body, then FIN."""
+                self.close_connection = True
+                if how == "partial":
+                    status, headers, payload = fake._respond(kind, body, {})
+                    self._head(status, headers, len(payload))
+                    self.wfile.write(payload[: len(payload) // 2])
+                elif how == "reset":
+                    linger = struct.pack("ii", 1, 0)
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    self.rfile.close()  # the makefile's reference: close() below is the last
+                    self.connection.close()
+                elif how not in (True, "close"):
+                    raise ValueError(f"unknown drop fault {how!r}")
 
             def _handle(self, method: str) -> None:
                 path = self.path.split("?")[0]
@@ -222,6 +278,9 @@ class FakeProvider:
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
                     time.sleep(fault.get("sleep", fake.delay_s))
+                    if fault.get("drop"):
+                        self._drop(fault["drop"], kind, body)
+                        return
                     if kind == "files":
                         name = path.rsplit("/", 1)[1]
                         fault = {**fault, "data": fake.files.get(name, b"")}
@@ -234,16 +293,10 @@ class FakeProvider:
                             "body": {"error": {"message": f"Incorrect API key: {auth}"}},
                         }
                     status, headers, payload = fake._respond(kind, body, fault)
-                    self.send_response(status)
-                    ctype = headers.pop("Content-Type", "application/json")
-                    self.send_header("Content-Type", ctype)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
+                    self._head(status, headers, len(payload))
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
+                    self.close_connection = True  # the client timed out and left
                 finally:
                     with fake.lock:
                         fake.in_flight -= 1
@@ -273,12 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         "--reuse-images", action="store_true", help="paint once per size, serve it for every prompt"
     )
     args = parser.parse_args(argv)
-    fake = FakeProvider(api_key=args.key)
-    if args.port:
-        fake.server.server_close()
-        fake.server = ThreadingHTTPServer(("127.0.0.1", args.port), fake._handler())
-        fake.server.daemon_threads = True
-        fake.thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    fake = FakeProvider(api_key=args.key, port=args.port)
     fake.delay_s = args.delay
     fake.reuse_images = args.reuse_images
     done = threading.Event()
