@@ -17,6 +17,7 @@ from storygen_dagster.domain.ids import story_id_for
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.logs import configure_logging
 from storygen_dagster.settings import get_settings
+from storygen_dagster.storage.db import EXIT_DATABASE_UNREACHABLE
 
 
 class Context:
@@ -117,16 +118,19 @@ def _generate(
 ) -> None:
     from storygen_dagster.definitions import defs
     from storygen_dagster.pipeline import materialize_stories
-    from storygen_dagster.storage.db import mask_url
+    from storygen_dagster.storage.db import exit_if_database_lost, mask_url
     from storygen_dagster.storage.repository import register_request
 
     check_providers(ctx.settings)
-    for request in requests:
-        register_request(ctx.engine, request.story_id, request, by="cli")
-    ids = [r.story_id for r in requests]
-    tags = {"storygen/source": "cli", **(run_tags or {})}
-    outcomes = materialize_stories(defs, ctx.instance(), ids, tags=tags, assets=assets)
-    rows = _story_rows(ctx, ids)
+    # A database that goes away mid-batch is waited out for the outage grace; past it this
+    # ends the command with one error line instead of hanging in Dagster's storage retries.
+    with exit_if_database_lost(ctx.url):
+        for request in requests:
+            register_request(ctx.engine, request.story_id, request, by="cli")
+        ids = [r.story_id for r in requests]
+        tags = {"storygen/source": "cli", **(run_tags or {})}
+        outcomes = materialize_stories(defs, ctx.instance(), ids, tags=tags, assets=assets)
+        rows = _story_rows(ctx, ids)
     if as_json:
         payload = {
             "stories": [{k: r[k] for k in ("story_id", "title", "scenes", "book")} for r in rows],
@@ -144,7 +148,38 @@ def _generate(
         raise click.ClickException(f"generation failed for: {', '.join(failed) or 'some stories'}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class DatabaseUnreachable(click.ClickException):
+    exit_code = EXIT_DATABASE_UNREACHABLE
+
+
+class StorygenGroup(click.Group):
+    """Turns a lost or unreachable database, wherever a command meets it, into one error
+    line naming the (masked) database URL."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if isinstance(exc, click.ClickException | click.exceptions.Exit | click.Abort):
+                raise
+            from storygen_dagster.storage.db import is_connection_error
+
+            if not is_connection_error(exc):
+                raise
+            raise DatabaseUnreachable(_unreachable_message(ctx.obj, exc)) from exc
+
+
+def _unreachable_message(obj: Context | None, exc: BaseException) -> str:
+    from storygen_dagster.storage.db import mask_url
+
+    settings = obj.settings if obj is not None else get_settings()
+    url = getattr(obj, "_url", None) or settings.database_url
+    where = mask_url(url) if url else f"embedded server in {settings.home_dir / 'pgdata'}"
+    detail = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return f"the database is unreachable ({where}): {detail.strip()}"
+
+
+@click.group(cls=StorygenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Also print every DB operation line.")
 @click.pass_context
 def main(click_ctx: click.Context, verbose: bool) -> None:

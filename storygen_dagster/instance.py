@@ -60,9 +60,29 @@ def pool_storage_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance
     """dagster-postgres opens a new connection for every storage call (NullPool): ~5 ms each,
     several per event, so a 50-story step spent seconds connecting (measured: one story's run
     2.8 s -> 1.1 s with a pool). Give this process's instance a small pool instead, as the
-    webserver does for itself. Idempotent; a no-op for other storages."""
+    webserver does for itself. Idempotent; a no-op for other storages.
+
+    Dagster's pools do not pre-ping: after a database restart the first call on each pooled
+    connection failed ("server closed the connection unexpectedly"), and an event write that
+    hit one was lost. Each checkout is pinged here, so a dead connection is replaced inside
+    dagster-postgres's connect retries; and a connect during an outage waits for the server
+    (up to the outage grace) where dagster-postgres alone gives up after ~12 s and drops the
+    event (a materialization, a run's end)."""
+    import sqlalchemy as sa
+
+    from storygen_dagster.storage.db import ping_on_checkout, wait_out_outages
+
     if not getattr(instance, "_storygen_pooled", False):
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
+        for storage in (
+            instance.run_storage,
+            instance.event_log_storage,
+            instance.schedule_storage,
+        ):
+            engine = getattr(storage, "_engine", None)  # dagster-postgres storages only
+            if isinstance(engine, sa.Engine):
+                sa.event.listen(engine, "checkout", ping_on_checkout)
+                wait_out_outages(engine, quiet=True)
         instance._storygen_pooled = True  # type: ignore[attr-defined]
     return instance
 

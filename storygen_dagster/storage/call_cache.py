@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from storygen_dagster.domain.ids import content_hash
+from storygen_dagster.storage.db import retry_once_on_disconnect
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import provider_calls
 
@@ -70,7 +71,12 @@ def lookup(engine: sa.Engine, key: str) -> CallRecord | None:
 
 def record(engine: sa.Engine, rec: CallRecord) -> None:
     """Upsert by cache_key. A failure never replaces an earlier success of the same request:
-    the good cached answer stays usable."""
+    the good cached answer stays usable. The call is paid already: a write whose connection
+    is lost is tried once more, after the database is back, so a re-run never pays again."""
+    retry_once_on_disconnect(_record, engine, rec)
+
+
+def _record(engine: sa.Engine, rec: CallRecord) -> None:
     values = rec.row()
     stmt = insert(provider_calls).values(**values)
     update = {k: stmt.excluded[k] for k in values if k != "cache_key"}
@@ -87,6 +93,10 @@ def record(engine: sa.Engine, rec: CallRecord) -> None:
 
 def mark_succeeded(engine: sa.Engine, key: str) -> None:
     """An invalid reply whose repair succeeded becomes reusable (a re-run replays the pair)."""
+    retry_once_on_disconnect(_mark_succeeded, engine, key)
+
+
+def _mark_succeeded(engine: sa.Engine, key: str) -> None:
     with db_op("mark_provider_call_succeeded") as op, engine.begin() as conn:
         op.rows = conn.execute(
             provider_calls.update()
