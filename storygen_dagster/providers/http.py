@@ -1,8 +1,9 @@
 """The one retry layer for every provider HTTP request (tenacity): explicit timeouts; retries
-on timeouts, connection errors, 429 and 5xx with exponential backoff + jitter or the server's
-Retry-After (capped); never on other 4xx; 402 (out of credits) trips a breaker so no further
-request of this client is sent. Each attempt takes the provider's rate limit and one slot of
-the process-wide concurrency limit; backoff sleeps hold neither."""
+on timeouts, dropped connections (refused, reset, closed before or during the reply), 429 and
+5xx with exponential backoff + jitter or the server's Retry-After (capped); never on other 4xx
+nor on a request that cannot be sent as written (bad URL scheme); 402 (out of credits) trips a
+breaker so no further request of this client is sent. Each attempt takes the provider's rate
+limit and one slot of the process-wide concurrency limit; backoff sleeps hold neither."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ from storygen_dagster.providers.limits import global_slots, rate_limiter
 from storygen_dagster.settings import Settings
 
 log = logging.getLogger("storygen.providers")
+
+# The connection died before a full response: refused, reset (ReadError/WriteError), closed
+# without a reply or mid-body (RemoteProtocolError): a crashed worker, a restarted load
+# balancer, a keep-alive connection closed by the server as it was reused. Retried like a
+# timeout (as the OpenAI SDK does): a request the server had already processed is then paid
+# twice, the price of not failing the story. The other transport errors (UnsupportedProtocol,
+# LocalProtocolError) are ours: the same request would fail again.
+DROPPED = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
 class _Retryable(Exception):
@@ -184,8 +193,10 @@ class ProviderHttp:
                 response = await client.request(method, url, json=body, headers=headers)
             except httpx.TimeoutException as exc:
                 raise _Retryable(f"timeout ({type(exc).__name__})") from exc
+            except DROPPED as exc:
+                raise _Retryable(f"connection dropped ({_describe(exc)})") from exc
             except httpx.TransportError as exc:
-                raise _Retryable(f"connection error ({type(exc).__name__})") from exc
+                raise ProviderError(f"request not sent ({_describe(exc)})") from exc
         code = response.status_code
         if code == 429 or code >= 500:
             raise _Retryable(
@@ -200,6 +211,10 @@ class ProviderHttp:
         if code >= 400:
             raise ProviderError(f"HTTP {code}: {_snippet(response)}", status_code=code)
         return response
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _path(url: str) -> str:
