@@ -154,17 +154,22 @@ def stale_assets(items: list[dict]) -> list[str]:
     return [a for a in ASSET_ORDER if a in wanted]
 
 
-def outdated_stories(engine: sa.Engine, models: Mapping[str, str]) -> list[dict]:
+def outdated_stories(
+    engine: sa.Engine, models: Mapping[str, str], story_ids: Iterable[str] | None = None
+) -> list[dict]:
     """Stories with any value built by another prompt version than today's, or another model
-    than `models` names per asset (e.g. {"structured_story": "gpt-4o-mini", ...})."""
+    than `models` names per asset (e.g. {"structured_story": "gpt-4o-mini", ...}); each reason
+    starts with the asset it is about."""
     out = []
+    story_query = sa.select(stories.c.story_id, stories.c.provenance).order_by(stories.c.story_id)
+    scene_query = sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c.provenance)
+    if story_ids is not None:
+        ids = list(story_ids)
+        story_query = story_query.where(stories.c.story_id.in_(ids))
+        scene_query = scene_query.where(scenes.c.story_id.in_(ids))
     with db_op("outdated_stories") as op, engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(stories.c.story_id, stories.c.provenance).order_by(stories.c.story_id)
-        ).all()
-        scene_rows = conn.execute(
-            sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c.provenance)
-        ).all()
+        rows = conn.execute(story_query).all()
+        scene_rows = conn.execute(scene_query).all()
         op.rows = len(rows) + len(scene_rows)
     provs: dict[str, list[tuple[str, int | None, dict]]] = {}
     for sid, prov in rows:
@@ -190,3 +195,22 @@ def outdated_stories(engine: sa.Engine, models: Mapping[str, str]) -> list[dict]
         if reasons:
             out.append({"story_id": sid, "reasons": sorted(set(reasons))})
     return out
+
+
+def out_of_date(
+    engine: sa.Engine, story_id: str, models: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """Per asset, why the story's value is not up to date (an empty list: it is): built from
+    inputs whose fingerprint changed, missing, built after a stale upstream value, or by an
+    older prompt version or another model. One answer for `storygen status --outdated`, the
+    `up_to_date` checks and `storygen edit`."""
+    found: dict[str, list[str]] = {asset: [] for asset in ASSET_ORDER}
+    for item in stale_items(engine, story_id):
+        where = "" if item["scene_number"] is None else f"scene {item['scene_number']}: "
+        found[item["asset"]].append(where + item["reason"])
+    for row in outdated_stories(engine, models, [story_id]):
+        for reason in row["reasons"]:
+            asset, _, rest = reason.partition(": ")
+            name, _, scene = asset.partition(" scene ")
+            found.setdefault(name, []).append((f"scene {scene}: " if scene else "") + rest)
+    return found

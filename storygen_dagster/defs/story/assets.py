@@ -8,7 +8,9 @@ that fails fails alone: the others are materialized, it is marked failed (in Pos
 as the step then fails, as a failed partition in the UI)."""
 
 import asyncio
+import concurrent.futures
 import logging
+import queue
 
 import dagster as dg
 
@@ -26,10 +28,19 @@ from storygen_dagster.defs.runner import (
     story_ids,
     tag_is_set,
 )
-from storygen_dagster.defs.story.chain import StoryChain
+from storygen_dagster.defs.story.checks import CHECK_SPECS, evaluation, selected_checks
 from storygen_dagster.defs.story.keys import BOOK, IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
-from storygen_dagster.defs.story.quality import CHECK_SPECS, StoryCheckFailed
-from storygen_dagster.domain.prompts import PROMPT_VERSIONS
+from storygen_dagster.defs.story.metadata import materialization
+from storygen_dagster.domain.checks import DEFAULT_BLOCKLIST
+from storygen_dagster.engine import (
+    Built,
+    CheckOutcome,
+    RunOptions,
+    StageError,
+    StoryDeps,
+    StoryEngine,
+)
+from storygen_dagster.engine.vocabulary import CODE_VERSIONS
 from storygen_dagster.instance import pool_storage_connections
 from storygen_dagster.providers.moderation import build_moderation
 from storygen_dagster.settings import get_settings
@@ -44,28 +55,28 @@ SPECS = [
     dg.AssetSpec(
         STRUCTURED,
         description="Child profile, side character, story meta and 3-5 scenes of text.",
-        code_version=f"structured_story-{PROMPT_VERSIONS['structured_story']}",
+        code_version=CODE_VERSIONS["structured_story"],
         **_STORY,
     ),
     dg.AssetSpec(
         VISUAL,
         deps=[STRUCTURED],
         description="Character and side-character prompts, the same in every scene.",
-        code_version=f"visual_profile-{PROMPT_VERSIONS['visual_profile']}",
+        code_version=CODE_VERSIONS["visual_profile"],
         **_STORY,
     ),
     dg.AssetSpec(
         STYLE,
         deps=[STRUCTURED],
         description="One art style, lighting, atmosphere, palette and composition per book.",
-        code_version=f"base_style-{PROMPT_VERSIONS['base_style']}",
+        code_version=CODE_VERSIONS["base_style"],
         **_STORY,
     ),
     dg.AssetSpec(
         MOMENTS,
         deps=[STRUCTURED],
         description="Per scene, the single visual moment to draw, chosen from the story so far.",
-        code_version=f"scene_moment-{PROMPT_VERSIONS['scene_moment']}",
+        code_version=CODE_VERSIONS["scene_moments"],
         **_STORY,
     ),
     dg.AssetSpec(
@@ -73,7 +84,7 @@ SPECS = [
         deps=[MOMENTS, VISUAL, STYLE],
         description="One picture per scene from base style + setting + character + moment "
         "+ side character (prompt composed in code within a length budget).",
-        code_version="scene_images-v1",
+        code_version=CODE_VERSIONS["scene_images"],
         **_IMAGES,
     ),
     dg.AssetSpec(
@@ -81,7 +92,7 @@ SPECS = [
         deps=[IMAGES, STRUCTURED],
         description="The finished book: an HTML page with the title and every scene's text "
         "and picture. Held (not built) when the content-safety check fails.",
-        code_version="storybook-v1",
+        code_version=CODE_VERSIONS["storybook"],
         **_IMAGES,
     ),
 ]
@@ -111,37 +122,54 @@ def story_assets(
     engine = db.engine()
     store = objects.store()
     settings = get_settings()
-    chain = StoryChain(
-        context,
+    deps = StoryDeps(
         engine=engine,
         store=store,
         llm=llm.client(engine),
         images=images.client(engine, store),
         size=images.size(),
         budget=images.prompt_budget(),
-        blocklist=settings.content_blocklist,
+        blocklist=tuple(settings.content_blocklist or ()) or DEFAULT_BLOCKLIST,
         moderation=build_moderation(settings),
+    )
+    options = RunOptions(
+        by=f"run:{context.run.run_id}",
+        assets=frozenset(k.to_user_string() for k in context.selected_asset_keys),
+        checks=selected_checks(context),
         fresh=tag_is_set(context, FRESH_TAG),
         stale_only=tag_is_set(context, STALE_ONLY_TAG),
-        overwrite_user_edits=tag_is_set(context, OVERWRITE_TAG),
+        overwrite=tag_is_set(context, OVERWRITE_TAG),
     )
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    story_engine = StoryEngine(deps, options, _Reporter(events))
 
     async def main() -> list:
-        return await asyncio.gather(*(chain.run(sid) for sid in ids), return_exceptions=True)
+        return await asyncio.gather(*(story_engine.run(sid) for sid in ids), return_exceptions=True)
 
-    outcomes = asyncio.run(main())
+    # The stories run in a worker thread; this generator yields each outcome as it arrives, so
+    # the UI shows every story's progress during a long batch and nothing reported is lost
+    # when the step fails at the end (events logged with context.log_event are only flushed
+    # at the op's next yield).
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stories") as pool:
+        running = pool.submit(lambda: asyncio.run(main()))
+        running.add_done_callback(lambda _: events.put(_DONE))
+        while (event := events.get()) is not _DONE:
+            yield event
+        outcomes = running.result()
     failed: dict[str, str] = {}
     for sid, outcome in zip(ids, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception):
                 raise outcome
-            failed[sid] = _record_failure(engine, chain.by, sid, outcome)
-    yield from chain.checks.results(set(context.selected_asset_check_keys))
+            failed[sid] = _record_failure(engine, options.by, sid, outcome)
     context.log.info(
         f"{len(ids) - len(failed)} of {len(ids)} stories done"
         + (f"; failed: {', '.join(sorted(failed))}" if failed else "")
     )
     if failed:
+        # Per-story failure inside one step (dagster-io/dagster#17836 has no per-partition
+        # result): the stories that succeeded are materialized above, and failing the step
+        # now marks the rest of the range's partitions FAILED.
         raise dg.Failure(
             description=f"{len(failed)} of {len(ids)} stories failed (the others are "
             "materialized): " + "; ".join(f"{sid}: {err}" for sid, err in failed.items()),
@@ -149,14 +177,27 @@ def story_assets(
         )
 
 
+_DONE = object()
+
+
+class _Reporter:
+    """Engine outcomes -> Dagster events, handed to the step's generator as they happen."""
+
+    def __init__(self, events: queue.SimpleQueue):
+        self.events = events
+
+    def built(self, outcome: Built) -> None:
+        self.events.put(materialization(outcome))
+
+    def checked(self, outcome: CheckOutcome) -> None:
+        self.events.put(evaluation(outcome))
+
+
 def _record_failure(engine, by: str, sid: str, exc: Exception) -> str:
-    error = f"{getattr(exc, 'storygen_asset', 'story_assets')}: {type(exc).__name__}: {exc}"
-    status = "failed"
-    if isinstance(exc, StoryCheckFailed):
-        error = f"{exc.check.asset_key.to_user_string()}: check {exc.check.name} failed: " + (
-            "; ".join(exc.problems)
-        )
-        status = "held" if exc.hold else "failed"
+    error = (
+        str(exc) if isinstance(exc, StageError) else f"story_assets: {type(exc).__name__}: {exc}"
+    )
+    status = "held" if isinstance(exc, StageError) and exc.hold else "failed"
     log.error("story failed", extra={"story_id": sid, "error": error, "status": status})
     repo.mark_failed(engine, sid, error, by, status=status)
     return error

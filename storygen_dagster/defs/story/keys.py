@@ -1,11 +1,13 @@
-"""The six story asset keys, named once."""
+"""The six story asset keys, from the engine's vocabulary."""
 
 import dagster as dg
 
-STRUCTURED = dg.AssetKey("structured_story")
-VISUAL = dg.AssetKey("visual_profile")
-STYLE = dg.AssetKey("base_style")
-MOMENTS = dg.AssetKey("scene_moments")
-IMAGES = dg.AssetKey("scene_images")
-BOOK = dg.AssetKey("storybook")
-STORY_FIELDS = {"visual_profile": VISUAL, "base_style": STYLE}
+from storygen_dagster.engine import vocabulary as v
+
+STRUCTURED = dg.AssetKey(v.STRUCTURED)
+VISUAL = dg.AssetKey(v.VISUAL)
+STYLE = dg.AssetKey(v.STYLE)
+MOMENTS = dg.AssetKey(v.MOMENTS)
+IMAGES = dg.AssetKey(v.IMAGES)
+BOOK = dg.AssetKey(v.BOOK)
+STORY_FIELDS = {v.VISUAL: VISUAL, v.STYLE: STYLE}

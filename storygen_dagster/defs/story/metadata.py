@@ -1,9 +1,31 @@
-"""The metadata of one story's materialization of one asset: the same provenance facts the
-Postgres provenance column holds."""
+"""The metadata and tags of one story's materialization of one asset: the engine's facts, the
+same provenance facts the Postgres provenance column holds, and the code and data versions in
+the tags Dagster reads (`dagster/code_version`, `dagster/data_version`)."""
+
+from typing import Any
 
 import dagster as dg
 
 from storygen_dagster.domain.models import Provenance
+from storygen_dagster.engine.outcomes import Built, Markdown, Uri
+from storygen_dagster.engine.vocabulary import CODE_VERSIONS
+
+CODE_VERSION_TAG = "dagster/code_version"
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def fact_value(value: Any) -> dg.MetadataValue:
+    if isinstance(value, Markdown):
+        return dg.MetadataValue.md(str(value))
+    if isinstance(value, Uri):
+        return dg.MetadataValue.path(str(value))
+    if isinstance(value, bool | dict | list):
+        return dg.MetadataValue.json(value)
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    if isinstance(value, float):
+        return dg.MetadataValue.float(value)
+    return dg.MetadataValue.text(str(value))
 
 
 def provenance_metadata(
@@ -36,3 +58,18 @@ def provenance_metadata(
     elif fingerprint:
         meta["input_fingerprint"] = dg.MetadataValue.text(fingerprint)
     return meta
+
+
+def materialization(outcome: Built) -> dg.AssetMaterialization:
+    return dg.AssetMaterialization(
+        asset_key=dg.AssetKey(outcome.asset),
+        partition=outcome.story_id,
+        metadata={
+            **{k: fact_value(v) for k, v in outcome.facts.items()},
+            **provenance_metadata(outcome.provenance, outcome.by, outcome.fingerprint),
+        },
+        tags={
+            CODE_VERSION_TAG: CODE_VERSIONS[outcome.asset],
+            DATA_VERSION_TAG: outcome.data_version,
+        },
+    )

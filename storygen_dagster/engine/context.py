@@ -1,0 +1,106 @@
+"""The state one batch shares (dependencies, options, what each story has read) and the
+helpers every stage uses: reads through the storage layer, check evaluation, outcome reports."""
+
+from __future__ import annotations
+
+import asyncio
+
+from storygen_dagster.domain.models import StructuredStory
+from storygen_dagster.engine.deps import RunOptions, StoryDeps
+from storygen_dagster.engine.outcomes import Built, CheckOutcome, Reporter, StageError
+from storygen_dagster.providers.base import CallContext
+from storygen_dagster.storage import reads
+from storygen_dagster.storage.staleness import load_row_facts
+
+
+class StoryRun:
+    def __init__(self, deps: StoryDeps, options: RunOptions, reporter: Reporter):
+        self.deps, self.options, self.reporter = deps, options, reporter
+        self.width, self.height = deps.size
+        self.done: dict[str, list[str]] = {}  # story -> assets built
+        self._facts: dict[tuple[str, str], tuple[dict, dict[int, dict]]] = {}
+
+    @property
+    def engine(self):
+        return self.deps.engine
+
+    def selected(self, asset: str) -> bool:
+        return asset in self.options.assets
+
+    def check_selected(self, asset: str, check: str) -> bool:
+        return (asset, check) in self.options.checks
+
+    def call(self, sid: str, asset: str, scene: int | None = None) -> CallContext:
+        return CallContext(story_id=sid, asset=asset, scene_number=scene, fresh=self.options.fresh)
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def built(self, outcome: Built) -> None:
+        self.reporter.built(outcome)
+        self.done.setdefault(outcome.story_id, []).append(outcome.asset)
+
+    def check(
+        self,
+        sid: str,
+        asset: str,
+        name: str,
+        problems: list[str],
+        *,
+        hold: bool = False,
+        blocking: bool = True,
+    ) -> None:
+        """Report the story's evaluation of a selected check; a blocking failure stops the
+        story here (held, for content safety)."""
+        if not self.check_selected(asset, name):
+            return
+        self.reporter.checked(CheckOutcome(sid, asset, name, list(problems)))
+        if problems and blocking:
+            raise StageError(
+                sid,
+                asset,
+                f"{asset}: check {name} failed: " + "; ".join(problems),
+                check=name,
+                problems=list(problems),
+                hold=hold,
+            )
+
+    # -- reads ---------------------------------------------------------------------------------
+    async def story(self, sid: str) -> StructuredStory:
+        stories = await asyncio.to_thread(reads.load_stories, self.engine, [sid])
+        if sid not in stories:
+            raise LookupError(f"story {sid} has no structured_story yet")
+        return stories[sid]
+
+    async def field(self, sid: str, name: str) -> dict:
+        values = await asyncio.to_thread(reads.load_story_field, self.engine, [sid], name)
+        if sid not in values:
+            raise LookupError(f"story {sid} has no {name} yet")
+        return values[sid]
+
+    async def scenes(self, sid: str) -> list[dict]:
+        frame = await asyncio.to_thread(reads.load_scenes, self.engine, [sid])
+        return frame.to_dict("records")
+
+    async def row_facts(self, sid: str, column: str) -> tuple[dict, dict[int, dict]]:
+        """The story's stored input_fingerprints / field_sources, read once per story: a stage
+        only writes its own fingerprint key, which no later stage reads, and an AI write never
+        marks a field 'user', so the first read stays right for the whole chain."""
+        key = (sid, column)
+        if key not in self._facts:
+            story, by_scene = await asyncio.to_thread(load_row_facts, self.engine, [sid], column)
+            self._facts[key] = (
+                story.get(sid, {}),
+                {n: f for (s, n), f in by_scene.items() if s == sid},
+            )
+        return self._facts[key]
+
+    async def stored_fingerprints(self, sid: str) -> tuple[dict, dict[int, dict]]:
+        return await self.row_facts(sid, "input_fingerprints")
+
+    async def user_owned(self, sid: str) -> tuple[set[str], dict[int, set[str]]]:
+        """Fields a user edited last (kept on AI re-runs unless overwrite): their provider
+        calls are skipped rather than paid for and thrown away."""
+        if self.options.overwrite:
+            return set(), {}
+        story, scenes = await self.row_facts(sid, "field_sources")
+        owned = {f for f, src in story.items() if src == "user"}
+        return owned, {n: {f for f, src in fs.items() if src == "user"} for n, fs in scenes.items()}

@@ -1,0 +1,34 @@
+"""What the engine needs (`StoryDeps`, built once per run) and what a run asks of it
+(`RunOptions`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from storygen_dagster.providers.base import ImageService, StoryLLM
+from storygen_dagster.providers.moderation import Moderation
+from storygen_dagster.storage.objects import ObjectStore
+
+
+@dataclass(frozen=True)
+class StoryDeps:
+    engine: sa.Engine
+    store: ObjectStore
+    llm: StoryLLM
+    images: ImageService
+    size: tuple[int, int]
+    budget: int
+    blocklist: tuple[str, ...]
+    moderation: Moderation | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    by: str  # updated_by of every value written: "run:<id>"
+    assets: frozenset[str]  # the selected assets (empty: checks executed alone)
+    checks: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (asset, check)
+    fresh: bool = False  # bypass the provider call cache
+    stale_only: bool = False  # regenerate only values whose input fingerprints changed
+    overwrite: bool = False  # AI values replace user edits

@@ -1,0 +1,68 @@
+"""What the engine reports: a value built and stored (`Built`), a check evaluated for one story
+(`CheckOutcome`), and the error that stops one story (`StageError`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from storygen_dagster.domain.models import Provenance
+
+
+class Markdown(str):
+    """A fact to show as markdown (a table, a picture preview)."""
+
+
+class Uri(str):
+    """A fact that is a location (an object URI)."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """One story's value of one asset, stored with its provenance. `data_version` is the
+    fingerprint of the value itself; `fingerprint` that of the inputs it was built from."""
+
+    story_id: str
+    asset: str
+    facts: dict[str, Any]
+    provenance: list[Provenance]
+    fingerprint: str | dict[str, str] | None
+    data_version: str
+    by: str
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    story_id: str
+    asset: str
+    check: str
+    problems: list[str]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+class StageError(Exception):
+    """One story stops at `asset`: `hold` when a blocking check (content safety) held it."""
+
+    def __init__(
+        self,
+        story_id: str,
+        asset: str,
+        message: str,
+        *,
+        check: str | None = None,
+        problems: list[str] | None = None,
+        hold: bool = False,
+    ):
+        super().__init__(message)
+        self.story_id, self.asset, self.check = story_id, asset, check
+        self.problems, self.hold = problems or [], hold
+
+
+class Reporter(Protocol):
+    def built(self, outcome: Built) -> None: ...
+
+    def checked(self, outcome: CheckOutcome) -> None: ...

@@ -1,0 +1,183 @@
+"""The scene stages: one moment per scene (LLM, scenes in parallel), then one picture per scene
+from the composed prompt (scenes in parallel, each checked before it is stored)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pandas as pd
+
+from storygen_dagster.domain import fingerprints as fp
+from storygen_dagster.domain.checks import prompt_budget_problems
+from storygen_dagster.domain.compose import compose_image_prompt
+from storygen_dagster.domain.ids import content_hash
+from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbnail_jpeg
+from storygen_dagster.domain.models import BaseStyle, Provenance, VisualProfile
+from storygen_dagster.engine.context import StoryRun
+from storygen_dagster.engine.outcomes import Built, Markdown, Uri
+from storygen_dagster.engine.vocabulary import IMAGES, MOMENTS
+from storygen_dagster.providers.base import ImageRejected
+from storygen_dagster.storage import repository as repo
+
+
+async def scene_moments(run: StoryRun, sid: str, story) -> None:
+    _, owned = await run.user_owned(sid)
+    wanted = {
+        s.scene_number: fp.scene_moment(story, s.scene_number)
+        for s in story.scenes
+        if "moment" not in owned.get(s.scene_number, ())
+    }
+    if run.options.stale_only:
+        _, stored = await run.stored_fingerprints(sid)
+        wanted = {n: f for n, f in wanted.items() if stored.get(n, {}).get(MOMENTS) != f}
+    if not wanted:
+        return
+    numbers = sorted(wanted)
+    results = await asyncio.gather(
+        *(run.deps.llm.generate_scene_moment(story, n, run.call(sid, MOMENTS, n)) for n in numbers)
+    )
+    texts = {s.scene_number: s.text for s in story.scenes}
+    provs = [
+        r.provenance.model_copy(update={"input_fingerprint": wanted[n]})
+        for n, r in zip(numbers, results, strict=True)
+    ]
+    frame = pd.DataFrame(
+        [
+            {
+                "story_id": sid,
+                "scene_number": n,
+                "text": texts[n],
+                "moment": r.value.moment,
+                "provenance": p.model_dump(),
+            }
+            for n, r, p in zip(numbers, results, provs, strict=True)
+        ]
+    )
+    await asyncio.to_thread(
+        repo.upsert_scene_columns,
+        run.engine,
+        frame,
+        ["moment"],
+        MOMENTS,
+        run.options.by,
+        overwrite_user_edits=run.options.overwrite,
+    )
+    stored = {int(r["scene_number"]): r["moment"] for r in await run.scenes(sid)}
+    run.built(
+        Built(
+            story_id=sid,
+            asset=MOMENTS,
+            facts={
+                "scenes": len(frame),
+                "preview": Markdown(frame[["scene_number", "moment"]].to_markdown(index=False)),
+            },
+            provenance=provs,
+            fingerprint={str(n): wanted[n] for n in numbers},
+            data_version=content_hash({str(n): m for n, m in sorted(stored.items())}),
+            by=run.options.by,
+        )
+    )
+
+
+async def scene_images(run: StoryRun, sid: str, story) -> None:
+    profile, style = await asyncio.gather(
+        run.field(sid, "visual_profile"), run.field(sid, "base_style")
+    )
+    rows = await run.scenes(sid)
+    if not rows or any(not r["moment"] for r in rows):
+        raise LookupError(f"story {sid} is missing upstream values: moments")
+    visual, base = VisualProfile.model_validate(profile), BaseStyle.model_validate(style)
+    budget = run.deps.budget
+    prompts = {
+        r["scene_number"]: compose_image_prompt(
+            base_style=base,
+            setting=story.story_meta.setting_description,
+            child_name=story.child_profile.name,
+            visual_profile=visual,
+            moment=r["moment"],
+            side_character=story.side_character,
+            budget=budget,
+        )
+        for r in rows
+    }
+    run.check(sid, IMAGES, "prompt_budget", prompt_budget_problems(prompts, budget))
+    wanted = {r["scene_number"]: fp.scene_image(story, profile, style, r["moment"]) for r in rows}
+    if run.options.stale_only:
+        _, stored = await run.stored_fingerprints(sid)
+        wanted = {n: f for n, f in wanted.items() if stored.get(n, {}).get(IMAGES) != f}
+        if not wanted:
+            return
+    texts = {r["scene_number"]: r["text"] for r in rows}
+    outcomes = await asyncio.gather(
+        *(_image(run, sid, n, texts[n], prompts[n], wanted[n]) for n in sorted(wanted))
+    )
+    good = [o for o in outcomes if isinstance(o, dict)]
+    problems = [o for o in outcomes if isinstance(o, str)]
+    frame = pd.DataFrame(good)
+    if good:
+        await asyncio.to_thread(
+            repo.upsert_scene_columns,
+            run.engine,
+            frame,
+            ["image_prompt", "image_uri", "image_sha256"],
+            IMAGES,
+            run.options.by,
+            overwrite_user_edits=run.options.overwrite,
+        )
+    run.check(sid, IMAGES, "images_valid", problems)
+    if not good:
+        return
+    thumb = base64.b64encode(frame["thumbnail"].iloc[0]).decode()
+    shas = {int(r["scene_number"]): r["image_sha256"] for r in await run.scenes(sid)}
+    run.built(
+        Built(
+            story_id=sid,
+            asset=IMAGES,
+            facts={
+                "images": len(frame),
+                "size": f"{run.width}x{run.height}",
+                "max_prompt_chars": int(frame["image_prompt"].str.len().max()),
+                "first_image_uri": Uri(frame["image_uri"].iloc[0]),
+                "preview": Markdown(
+                    f"![{sid} scene {frame['scene_number'].iloc[0]}]"
+                    f"(data:image/jpeg;base64,{thumb})"
+                ),
+            },
+            provenance=[Provenance.model_validate(p) for p in frame["provenance"]],
+            fingerprint={str(n): f for n, f in wanted.items()},
+            data_version=content_hash({str(n): s for n, s in sorted(shas.items())}),
+            by=run.options.by,
+        )
+    )
+
+
+async def _image(run: StoryRun, sid: str, number: int, text: str, prompt: str, fingerprint: str):
+    """The stored scene row, or the problem with the picture (as a string)."""
+    seed = int(content_hash([sid, number])[:8], 16)
+    try:
+        image = await run.deps.images.generate_image(
+            prompt, run.call(sid, IMAGES, number), width=run.width, height=run.height, seed=seed
+        )
+    except ImageRejected as exc:  # the provider checked it already (and did not cache it)
+        return f"scene {number}: {exc}"
+    try:
+        await asyncio.to_thread(inspect_png, image.png, width=run.width, height=run.height)
+    except ImageCheckError as exc:
+        return f"scene {number}: {exc}"
+    store = run.deps.store
+    key = store.key_for("images", sid, image.png, ".png")
+    uri = await asyncio.to_thread(store.put, key, image.png)
+    thumb = await asyncio.to_thread(thumbnail_jpeg, image.png, (160, 120)) if number == 1 else b""
+    prov = image.provenance.model_copy(update={"input_fingerprint": fingerprint})
+    # The PNG bytes go out of scope here: a batch never holds all its images in memory.
+    return {
+        "story_id": sid,
+        "scene_number": number,
+        "text": text,
+        "image_prompt": prompt,
+        "image_uri": uri,
+        "image_sha256": key.rsplit("/", 1)[1].removesuffix(".png"),
+        "provenance": prov.model_dump(),
+        "thumbnail": thumb,
+    }

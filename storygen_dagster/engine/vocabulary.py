@@ -1,0 +1,75 @@
+"""One vocabulary for the six story assets and their checks: the names Dagster keys, Postgres
+provenance entries, the audit log and `storygen status` all use."""
+
+from dataclasses import dataclass
+
+from storygen_dagster.domain.prompts import PROMPT_VERSIONS
+
+STRUCTURED = "structured_story"
+VISUAL = "visual_profile"
+STYLE = "base_style"
+MOMENTS = "scene_moments"
+IMAGES = "scene_images"
+BOOK = "storybook"
+ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS, IMAGES, BOOK)
+STORY_FIELDS = (VISUAL, STYLE)  # the story-level values generated from the structured story
+
+# The code version of each asset: the prompt template's version for LLM assets, so a value
+# built by an older prompt is visible as built by older code.
+CODE_VERSIONS = {
+    STRUCTURED: f"structured_story-{PROMPT_VERSIONS['structured_story']}",
+    VISUAL: f"visual_profile-{PROMPT_VERSIONS['visual_profile']}",
+    STYLE: f"base_style-{PROMPT_VERSIONS['base_style']}",
+    MOMENTS: f"scene_moment-{PROMPT_VERSIONS['scene_moment']}",
+    IMAGES: "scene_images-v1",
+    BOOK: "storybook-v1",
+}
+
+
+@dataclass(frozen=True)
+class CheckDef:
+    asset: str
+    name: str
+    description: str
+    blocking: bool = True  # a failure stops the story (its later stages do not run)
+    warn: bool = False  # severity WARN: reported, never stops anything
+
+
+_UP_TO_DATE = (
+    "This story's value was built by the current prompt version and model, from inputs whose "
+    "fingerprint has not changed since (WARN; names what is out of date)."
+)
+
+CHECKS = (
+    CheckDef(
+        STRUCTURED,
+        "scene_count",
+        "Stored scenes are exactly 1..story_meta.scene_count, and that is 3-5.",
+    ),
+    CheckDef(
+        STRUCTURED, "required_fields", "Every child profile field the prompts need is present."
+    ),
+    CheckDef(
+        VISUAL, "required_fields", "character_prompt (and side_character_prompt when there is one)."
+    ),
+    CheckDef(
+        STYLE,
+        "required_fields",
+        "art_style, lighting, atmosphere, color_scheme, composition_rules.",
+    ),
+    CheckDef(
+        IMAGES,
+        "prompt_budget",
+        "Every composed image prompt is within STORYGEN_IMAGE_PROMPT_MAX_CHARS.",
+    ),
+    CheckDef(
+        IMAGES, "images_valid", "Every image decodes, has the configured size and is not blank."
+    ),
+    CheckDef(
+        BOOK,
+        "content_safety",
+        "No blocked word in the title, scene texts, moments or image prompts; a story that "
+        "fails is held (status 'held'), not published.",
+    ),
+    *(CheckDef(a, "up_to_date", _UP_TO_DATE, blocking=False, warn=True) for a in ASSETS),
+)
