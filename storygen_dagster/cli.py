@@ -311,18 +311,6 @@ def run(
     _generate(ctx, [request], as_json, run_tags=tags, assets=assets)
 
 
-def _current_models(settings) -> dict[str, str]:
-    """The model each asset would be built with now."""
-    from storygen_dagster.providers.offline import OFFLINE_MODEL, OfflineImageService
-
-    llm = OFFLINE_MODEL if settings.llm_provider == "offline" else settings.llm_model
-    image = (
-        OfflineImageService.model if settings.image_provider == "offline" else settings.image_model
-    )
-    models = {a: llm for a in ("structured_story", "visual_profile", "base_style")}
-    return {**models, "scene_moments": llm, "scene_images": image}
-
-
 @main.command()
 @click.argument("story_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -334,11 +322,12 @@ def _current_models(settings) -> dict[str, str]:
 @click.pass_obj
 def status(ctx: Context, story_id: str | None, as_json: bool, outdated: bool) -> None:
     """Stories with their status, scene count and book; with STORY_ID also what is stale."""
+    from storygen_dagster.providers.factory import current_models
     from storygen_dagster.storage.reads import story_overview
     from storygen_dagster.storage.staleness import outdated_stories, stale_items
 
     if outdated:
-        rows = outdated_stories(ctx.engine, _current_models(ctx.settings))
+        rows = outdated_stories(ctx.engine, current_models(ctx.settings))
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         for row in [] if as_json else rows:

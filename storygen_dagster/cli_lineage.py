@@ -47,7 +47,7 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, object]:
     return fields
 
 
-def _report_edit(instance, story_id: str, changes: list[dict], by: str) -> list[str]:
+def _report_edit(ctx: Context, instance, story_id: str, changes: list[dict], by: str) -> list[str]:
     """One runless materialization per touched asset, so the lineage shows the edit."""
     assets: dict[str, list[dict]] = {}
     for change in changes:
@@ -65,7 +65,23 @@ def _report_edit(instance, story_id: str, changes: list[dict], by: str) -> list[
         instance.report_runless_asset_event(
             dg.AssetMaterialization(asset_key=asset, partition=story_id, metadata=metadata)
         )
+    if changes:
+        _report_up_to_date(ctx, instance, story_id)
     return list(assets)
+
+
+def _report_up_to_date(ctx: Context, instance, story_id: str) -> None:
+    """The story's up_to_date check per asset, now: what the edit made out of date shows in
+    the UI (WARN) without a run."""
+    from storygen_dagster.defs.story.checks import evaluation
+    from storygen_dagster.engine.outcomes import CheckOutcome
+    from storygen_dagster.providers.factory import current_models
+    from storygen_dagster.storage.staleness import out_of_date
+
+    found = out_of_date(ctx.engine, story_id, current_models(ctx.settings))
+    for asset, problems in found.items():
+        outcome = CheckOutcome(story_id, asset, "up_to_date", problems)
+        instance.report_runless_asset_event(evaluation(outcome))
 
 
 @click.command()
@@ -129,7 +145,7 @@ def edit(
         )
     except (EditError, StoryNotFound) as exc:
         raise click.ClickException(str(exc)) from exc
-    assets = _report_edit(instance, story_id, changes, by)
+    assets = _report_edit(ctx, instance, story_id, changes, by)
     if as_json:
         click.echo(
             json.dumps({"story_id": story_id, "changes": changes, "materialized": assets}, indent=2)

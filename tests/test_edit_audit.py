@@ -388,3 +388,27 @@ def test_cli_edit_then_status_shows_stale_and_run_stale_only_refreshes_just_that
     assert json.loads(cli("status", "demo-01", "--json").stdout)["stale"] == []
     again = cli("run", "demo-01", "--stale-only")
     assert again.exit_code == 0 and "nothing is stale" in again.output
+
+
+def test_after_an_edit_only_the_edited_storys_up_to_date_check_warns(cli):
+    assert cli("demo", "--stories", "3", "--json").exit_code == 0
+    result = cli("edit", "demo-02", "--scene", "2", "--text", "Mia hums a new song.")
+    assert result.exit_code == 0, result.output
+    instance = dg.DagsterInstance.get()
+    try:
+        for asset in ("structured_story", "scene_moments", "storybook"):
+            key = dg.AssetCheckKey(dg.AssetKey(asset), "up_to_date")
+            infos = instance.event_log_storage.get_asset_check_partition_info([key])
+            status = {i.partition_key: i.latest_execution_status.value for i in infos}
+            # The user's text is theirs (never stale); the moment drawn from the old text and
+            # the book are out of date, for the edited story only.
+            edited = "SUCCEEDED" if asset == "structured_story" else "FAILED"
+            assert status == {"demo-01": "SUCCEEDED", "demo-02": edited, "demo-03": "SUCCEEDED"}
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("scene_moments"), "up_to_date"), limit=1
+        )
+        evaluation = history[0].event.dagster_event.event_specific_data
+        assert evaluation.severity == dg.AssetCheckSeverity.WARN
+        assert evaluation.metadata["problems"].value == ["scene 2: inputs changed"]
+    finally:
+        instance.dispose()

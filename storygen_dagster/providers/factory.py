@@ -111,3 +111,15 @@ def build_image_service(
         steps=settings.image_steps,
         response_format=settings.image_response_format,
     )
+
+
+def current_models(settings: Settings) -> dict[str, str]:
+    """The model each story asset would be built with now (what `up_to_date` compares with)."""
+    from storygen_dagster.providers.offline import OFFLINE_MODEL, OfflineImageService
+
+    llm = OFFLINE_MODEL if settings.llm_provider == "offline" else settings.llm_model
+    image = (
+        OfflineImageService.model if settings.image_provider == "offline" else settings.image_model
+    )
+    models = {a: llm for a in ("structured_story", "visual_profile", "base_style")}
+    return {**models, "scene_moments": llm, "scene_images": image}
