@@ -5,7 +5,10 @@ schema sent; semantic misses go through the repair with a message naming the pro
 
 import asyncio
 import json
+import os
 import random
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -23,7 +26,7 @@ from storygen_dagster.providers.replies import InvalidReply, parse_reply, strict
 from storygen_dagster.storage import call_cache, reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
-from tests.fakes.helpers import llm_resource
+from tests.fakes.helpers import CHAT_MODEL, FAST, KEY, llm_resource
 from tests.fakes.schema_model import QUIRKS, add_quirks, reply_from_schema
 
 pytest_plugins = ["tests.fakes.fixtures"]
@@ -227,3 +230,37 @@ def test_six_books_from_a_schema_only_model_that_adds_stray_keys(
     mat = instance.fetch_materializations(dg.AssetKey("structured_story"), limit=1).records[0]
     assert mat.asset_materialization.metadata["dropped_keys"].value > 10
     assert mat.asset_materialization.metadata["repairs"].value == 0
+
+
+def test_storygen_demo_makes_six_books_against_a_schema_only_host(
+    fake, provider_env, database_url, tmp_path
+):
+    """The issue's own check, as a user runs it: the `storygen` command in its own process,
+    pointed at a host whose model follows only the schema and adds stray keys."""
+    fake.schema_only, fake.quirks = True, frozenset({"extra_keys", "string_numbers"})
+    (tmp_path / "dagster").mkdir()
+    env = {
+        **os.environ,
+        **FAST,
+        "STORYGEN_DATABASE_URL": database_url,
+        "STORYGEN_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "STORYGEN_LLM_PROVIDER": "openai",
+        "STORYGEN_LLM_BASE_URL": fake.url,
+        "STORYGEN_LLM_API_KEY": KEY,
+        "STORYGEN_LLM_MODEL": CHAT_MODEL,
+        "STORYGEN_IMAGE_WIDTH": "320",
+        "STORYGEN_IMAGE_HEIGHT": "240",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "storygen_dagster.cli", "demo", "--stories", "6", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    books = json.loads(done.stdout)
+    assert len(books["stories"]) == 6
+    assert all(s["book"] and s["scenes"] >= 3 for s in books["stories"])
+    assert fake.count("chat") >= 6 * 4

@@ -323,12 +323,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds slept per request")
     parser.add_argument("--key", default="sk-test-key", help="the API key the fake expects")
     parser.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="the chat model answers from the JSON schema only, ignoring the prompt",
+    )
+    parser.add_argument(
+        "--quirks", default="", help="comma-separated quirks of tests/fakes/schema_model.QUIRKS"
+    )
+    parser.add_argument(
         "--reuse-images", action="store_true", help="paint once per size, serve it for every prompt"
     )
     args = parser.parse_args(argv)
     fake = FakeProvider(api_key=args.key, port=args.port)
     fake.delay_s = args.delay
     fake.reuse_images = args.reuse_images
+    fake.schema_only = args.schema_only
+    fake.quirks = frozenset(q for q in args.quirks.split(",") if q)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
