@@ -2,66 +2,16 @@
 requests inserted with plain SQL, statuses watched until they settle."""
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from storygen_dagster.storage import requests as queue
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"storygen dev exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"{url} did not answer in {timeout}s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-def _start_dev(env, port, log):
-    def child_setup():
-        os.setsid()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell may ignore it
-
-    return subprocess.Popen(
-        [sys.executable, "-m", "storygen_dagster.cli", "dev", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=child_setup,
-    )
+from tests.dev_process import REPO, free_port, start_dev, stop, wait_http
 
 
 @pytest.mark.timeout(600)
@@ -74,11 +24,11 @@ def test_requests_inserted_by_sql_become_books_via_the_daemon(tmp_path, database
         STORYGEN_IMAGE_WIDTH="320",
         STORYGEN_IMAGE_HEIGHT="240",
     )
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "dev.log", "w")  # noqa: SIM115 - closed in finally
-    proc = _start_dev(env, port, log)
+    proc = start_dev(env, port, log)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/server_info", proc, timeout=180)
+        wait_http(f"http://127.0.0.1:{port}/server_info", proc, timeout=180)
         with engine.begin() as conn:
             conn.execute(
                 sa.text(
@@ -113,8 +63,21 @@ def test_requests_inserted_by_sql_become_books_via_the_daemon(tmp_path, database
                 .all()
             )
         assert books == sorted(["sql-1", anon["story_id"]])
+        # One owner per instance: a second storygen dev on the same database refuses to start
+        # (two daemons would both launch, and both would sweep the other's runs).
+        second = subprocess.run(
+            [sys.executable, "-m", "storygen_dagster.cli", "dev", "--port", str(free_port())],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "another storygen dev is running on this instance" in second.stderr
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
     assert proc.returncode is not None
 

@@ -1,0 +1,90 @@
+"""`storygen dev` as a child process for tests and measurements: its own session (so the test
+can signal the whole group: webserver, daemon, code server, run workers), SIGINT back to the
+default handler (a background shell may have handed it ignored), stdin closed (CI), a free
+port, readiness from /server_info."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dev(env: dict[str, str], port: int, log) -> subprocess.Popen:
+    def child_setup():
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "storygen_dagster.cli", "dev", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=child_setup,
+    )
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"storygen dev exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer in {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Ctrl-C to the group (dagster dev ignores SIGTERM), SIGKILL after a grace period."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
+def hard_kill(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGKILL the whole group (as `kill -9 -PGID` would) and wait until none of it runs."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while group_members(proc.pid):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process group {proc.pid} still alive after SIGKILL")
+        time.sleep(0.1)
