@@ -12,41 +12,13 @@ import click
 import dagster as dg
 from pydantic import ValidationError
 
+from storygen_dagster.cli_context import Context
 from storygen_dagster.cli_lineage import audit, checked_story_id, edit
 from storygen_dagster.domain.ids import story_id_for
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.logs import configure_logging
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage.db import EXIT_DATABASE_UNREACHABLE
-
-
-class Context:
-    """Lazily opened database + Dagster instance (so `--help` and bad input touch nothing)."""
-
-    def __init__(self) -> None:
-        self.settings = get_settings()
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        if self._url is None:
-            from storygen_dagster.storage import migrate
-            from storygen_dagster.storage.db import resolve_database_url
-
-            self._url = resolve_database_url(self.settings)
-            migrate.upgrade(self._url)
-        return self._url
-
-    @property
-    def engine(self):
-        from storygen_dagster.storage.db import get_engine
-
-        return get_engine(self.url)
-
-    def instance(self):
-        from storygen_dagster.instance import get_instance
-
-        return get_instance(self.settings, self.url)
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
 
 import click
 import dagster as dg
 
+from storygen_dagster.cli_context import Context
 from storygen_dagster.domain.ids import InvalidStoryId, validate_story_id
-
-if TYPE_CHECKING:  # the CLI module imports this one
-    from storygen_dagster.cli import Context
 
 
 def checked_story_id(story_id: str) -> str:
@@ -171,7 +168,7 @@ def audit(ctx: Context, story_id: str, as_json: bool) -> None:
     """Who or what produced every field of a story, oldest change first."""
     import pandas as pd
 
-    from storygen_dagster.storage.history import story_history
+    from storygen_dagster.history import story_history
     from storygen_dagster.storage.repository import StoryNotFound
 
     checked_story_id(story_id)

@@ -13,11 +13,11 @@ import pytest
 import redis
 import yaml
 
-from storygen_dagster.defs.celery import celery_job_for_workers
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.instance import dagster_yaml
 from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
+from storygen_dagster.workers import celery_job_for_workers
 
 REDIS = "redis://127.0.0.1:6379/11"
 

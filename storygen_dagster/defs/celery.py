@@ -16,9 +16,3 @@ storybook_celery_job = dg.define_asset_job(
     description="storybook_job with every step on a Celery worker (run config: broker, backend).",
 )
 
-
-def celery_job_for_workers() -> dg.JobDefinition:
-    """What workers reconstruct: the resolved job from the project's Definitions."""
-    from storygen_dagster.definitions import defs
-
-    return defs.resolve_job_def("storybook_celery_job")
