@@ -134,6 +134,8 @@ def test_reconciler_retries_failed_canceled_and_vanished_runs_within_max_attempt
     gone_rid, _ = _queued_request(engine, instance, resources, "rc-gone")
     last_rid, last_req = _queued_request(engine, instance, resources, "rc-last")
     own_rid, own_req = _queued_request(engine, instance, resources, "rc-own")
+    ok_rid, ok_req = _queued_request(engine, instance, resources, "rc-ok")
+    ok = _run(instance, S.SUCCESS, "rc-ok", tags=ok_req.tags)  # its sensor never ran
     failed = _run(instance, S.FAILURE, "rc-failed", tags=failed_req.tags)
     _run(instance, S.CANCELED, "rc-canceled", tags=canceled_req.tags)
     last = _run(instance, S.FAILURE, "rc-last", tags=last_req.tags)
@@ -152,6 +154,7 @@ def test_reconciler_retries_failed_canceled_and_vanished_runs_within_max_attempt
         conn.exec_driver_sql(
             "update stories set status = 'failed', error = 'held: scary' where story_id = 'rc-own'"
         )
+        conn.exec_driver_sql("update stories set status = 'succeeded' where story_id = 'rc-ok'")
     launches.reconcile(engine, instance, NOW(dt.UTC), max_attempts=3)
     rows = _rows(engine)
     for rid in (failed_rid, canceled_rid, gone_rid):
@@ -162,6 +165,7 @@ def test_reconciler_retries_failed_canceled_and_vanished_runs_within_max_attempt
     # A story that failed on its own (a step failure) is not relaunched at once.
     assert (rows[own_rid]["status"], rows[own_rid]["error"]) == ("failed", "held: scary")
     assert rows[own_rid]["run_id"] == own.run_id
+    assert (rows[ok_rid]["status"], rows[ok_rid]["run_id"]) == ("succeeded", ok.run_id)
     keys = sorted(r.run_key for r in _tick(instance, resources).run_requests)
     assert keys == sorted(f"request-{i}-attempt-2" for i in (failed_rid, canceled_rid, gone_rid))
 
