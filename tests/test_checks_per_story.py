@@ -62,3 +62,34 @@ def test_materializations_carry_code_and_data_versions(instance, engine, test_de
     # The same inputs give the same values: the data versions do not move.
     records = instance.fetch_materializations(dg.AssetKey("structured_story"), limit=2).records
     assert len({r.asset_materialization.tags["dagster/data_version"] for r in records}) == 1
+
+
+def _stale(instance, defs, asset: str, sid: str):
+    # Internal API (pinned dagster 1.13.27): the resolver the UI's staleness badges use.
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._core.loader import LoadingContextForTest
+
+    resolver = CachingStaleStatusResolver(
+        instance, defs.resolve_asset_graph(), LoadingContextForTest(instance)
+    )
+    key = dg.AssetKey(asset)
+    causes = [(c.category.value, c.reason) for c in resolver.get_stale_causes(key, sid)]
+    return resolver.get_status(key, sid).value, causes
+
+
+def test_dagster_reads_the_versions_fresh_after_a_run_stale_after_an_upstream_change(
+    instance, engine, test_defs
+):
+    _register(engine, ["fresh-1"])
+    materialize_stories(test_defs, instance, ["fresh-1"])
+    for spec in story_assets.specs:
+        assert _stale(instance, test_defs, spec.key.to_user_string(), "fresh-1") == ("FRESH", [])
+    # A new structured_story value (what `storygen edit` reports): what is built from it is
+    # stale for this story, and Dagster says why.
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "structured_story", partition="fresh-1", tags={"dagster/data_version": "edited"}
+        )
+    )
+    status, causes = _stale(instance, test_defs, "scene_moments", "fresh-1")
+    assert status == "STALE" and causes[0][0] == "DATA"

@@ -12,7 +12,8 @@ from storygen_dagster.domain.checks import story_texts, unsafe_terms
 from storygen_dagster.domain.models import Provenance
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built, Uri
-from storygen_dagster.engine.vocabulary import BOOK
+from storygen_dagster.engine.versions import images_version, story_version
+from storygen_dagster.engine.vocabulary import BOOK, IMAGES, STRUCTURED
 from storygen_dagster.storage import repository as repo
 
 
@@ -82,5 +83,6 @@ async def storybook(run: StoryRun, sid: str) -> None:
             # The book's key is its content hash.
             data_version=key.rsplit("/", 1)[1].removesuffix(".html"),
             by=run.options.by,
+            inputs={IMAGES: images_version(rows), STRUCTURED: story_version(story)},
         )
     )

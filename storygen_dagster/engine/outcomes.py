@@ -20,7 +20,8 @@ class Uri(str):
 @dataclass(frozen=True)
 class Built:
     """One story's value of one asset, stored with its provenance. `data_version` is the
-    fingerprint of the value itself; `fingerprint` that of the inputs it was built from."""
+    fingerprint of the value itself; `fingerprint` that of the inputs it was built from;
+    `inputs` the data versions of the upstream values it was built from."""
 
     story_id: str
     asset: str
@@ -29,6 +30,7 @@ class Built:
     fingerprint: str | dict[str, str] | None
     data_version: str
     by: str
+    inputs: dict[str, str] = field(default_factory=dict)  # upstream asset -> its data version
 
 
 @dataclass(frozen=True)

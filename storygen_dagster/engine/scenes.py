@@ -16,7 +16,13 @@ from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbna
 from storygen_dagster.domain.models import BaseStyle, Provenance, VisualProfile
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built, Markdown, Uri
-from storygen_dagster.engine.vocabulary import IMAGES, MOMENTS
+from storygen_dagster.engine.versions import (
+    field_version,
+    images_version,
+    moments_version,
+    story_version,
+)
+from storygen_dagster.engine.vocabulary import IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
 from storygen_dagster.providers.base import ImageRejected
 from storygen_dagster.storage import repository as repo
 
@@ -63,7 +69,7 @@ async def scene_moments(run: StoryRun, sid: str, story) -> None:
         run.options.by,
         overwrite_user_edits=run.options.overwrite,
     )
-    stored = {int(r["scene_number"]): r["moment"] for r in await run.scenes(sid)}
+    stored = await run.scenes(sid)
     run.built(
         Built(
             story_id=sid,
@@ -74,8 +80,9 @@ async def scene_moments(run: StoryRun, sid: str, story) -> None:
             },
             provenance=provs,
             fingerprint={str(n): wanted[n] for n in numbers},
-            data_version=content_hash({str(n): m for n, m in sorted(stored.items())}),
+            data_version=moments_version(stored),
             by=run.options.by,
+            inputs={STRUCTURED: story_version(story)},
         )
     )
 
@@ -129,7 +136,7 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
     if not good:
         return
     thumb = base64.b64encode(frame["thumbnail"].iloc[0]).decode()
-    shas = {int(r["scene_number"]): r["image_sha256"] for r in await run.scenes(sid)}
+    stored = await run.scenes(sid)
     run.built(
         Built(
             story_id=sid,
@@ -146,8 +153,13 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
             },
             provenance=[Provenance.model_validate(p) for p in frame["provenance"]],
             fingerprint={str(n): f for n, f in wanted.items()},
-            data_version=content_hash({str(n): s for n, s in sorted(shas.items())}),
+            data_version=images_version(stored),
             by=run.options.by,
+            inputs={
+                MOMENTS: moments_version(rows),
+                VISUAL: field_version(profile),
+                STYLE: field_version(style),
+            },
         )
     )
 

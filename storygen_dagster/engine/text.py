@@ -8,10 +8,10 @@ import logging
 
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.checks import required_field_problems, scene_count_problems
-from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built
+from storygen_dagster.engine.versions import field_version, story_version
 from storygen_dagster.engine.vocabulary import STRUCTURED
 from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
@@ -63,7 +63,7 @@ async def structured_story(run: StoryRun, sid: str) -> None:
             },
             provenance=[prov],
             fingerprint=fingerprint,
-            data_version=content_hash(story.model_dump(mode="json")),
+            data_version=story_version(story),
             by=by,
         )
     )
@@ -100,7 +100,8 @@ async def story_field(run: StoryRun, sid: str, story, name: str) -> None:
             facts={"value": stored_value},
             provenance=[prov],
             fingerprint=fingerprint,
-            data_version=content_hash(stored_value),
+            data_version=field_version(stored_value),
             by=run.options.by,
+            inputs={STRUCTURED: story_version(story)},
         )
     )

@@ -153,8 +153,11 @@ def story_assets(
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stories") as pool:
         running = pool.submit(lambda: asyncio.run(main()))
         running.add_done_callback(lambda _: events.put(_DONE))
-        while (event := events.get()) is not _DONE:
-            yield event
+        while (outcome := events.get()) is not _DONE:
+            if isinstance(outcome, Built):
+                yield materialization(outcome, _input_pointers(context.instance, outcome))
+            else:
+                yield evaluation(outcome)
         outcomes = running.result()
     failed: dict[str, str] = {}
     for sid, outcome in zip(ids, outcomes, strict=True):
@@ -181,16 +184,32 @@ _DONE = object()
 
 
 class _Reporter:
-    """Engine outcomes -> Dagster events, handed to the step's generator as they happen."""
+    """Engine outcomes, handed to the step's generator (which yields them as Dagster events)
+    as they happen."""
 
     def __init__(self, events: queue.SimpleQueue):
         self.events = events
 
     def built(self, outcome: Built) -> None:
-        self.events.put(materialization(outcome))
+        self.events.put(outcome)
 
     def checked(self, outcome: CheckOutcome) -> None:
-        self.events.put(evaluation(outcome))
+        self.events.put(outcome)
+
+
+def _input_pointers(instance: dg.DagsterInstance, outcome: Built) -> dict[str, int]:
+    """The storage id of each input's latest materialization for the story: with the input
+    data versions, what Dagster's staleness needs for a partitioned dependency. Upstream
+    values built earlier in this step are stored already (each yielded event is written
+    before the generator resumes)."""
+    pointers = {}
+    for asset in outcome.inputs:
+        record = instance.get_latest_data_version_record(
+            dg.AssetKey(asset), False, partition_key=outcome.story_id
+        )
+        if record is not None:
+            pointers[asset] = record.storage_id
+    return pointers
 
 
 def _record_failure(engine, by: str, sid: str, exc: Exception) -> str:

@@ -12,6 +12,8 @@ from storygen_dagster.engine.vocabulary import CODE_VERSIONS
 
 CODE_VERSION_TAG = "dagster/code_version"
 DATA_VERSION_TAG = "dagster/data_version"
+INPUT_DATA_VERSION_PREFIX = "dagster/input_data_version"
+INPUT_EVENT_POINTER_PREFIX = "dagster/input_event_pointer"
 
 
 def fact_value(value: Any) -> dg.MetadataValue:
@@ -60,7 +62,8 @@ def provenance_metadata(
     return meta
 
 
-def materialization(outcome: Built) -> dg.AssetMaterialization:
+def materialization(outcome: Built, pointers: dict[str, int]) -> dg.AssetMaterialization:
+    """`pointers`: the storage id of each input's materialization the value was built from."""
     return dg.AssetMaterialization(
         asset_key=dg.AssetKey(outcome.asset),
         partition=outcome.story_id,
@@ -71,5 +74,9 @@ def materialization(outcome: Built) -> dg.AssetMaterialization:
         tags={
             CODE_VERSION_TAG: CODE_VERSIONS[outcome.asset],
             DATA_VERSION_TAG: outcome.data_version,
+            # What the value was built from, so the UI can say which stories are stale and
+            # why (without these, every downstream value shows "has a new dependency").
+            **{f"{INPUT_DATA_VERSION_PREFIX}/{k}": v for k, v in outcome.inputs.items()},
+            **{f"{INPUT_EVENT_POINTER_PREFIX}/{k}": str(v) for k, v in pointers.items()},
         },
     )
