@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from storygen_dagster.domain.models import StructuredStory
+from storygen_dagster.domain.plan import user_owned
 from storygen_dagster.engine.deps import RunOptions, StoryDeps
 from storygen_dagster.engine.outcomes import Built, CheckOutcome, Reporter, StageError
 from storygen_dagster.providers.base import CallContext
@@ -99,8 +100,9 @@ class StoryRun:
     async def user_owned(self, sid: str) -> tuple[set[str], dict[int, set[str]]]:
         """Fields a user edited last (kept on AI re-runs unless overwrite): their provider
         calls are skipped rather than paid for and thrown away."""
-        if self.options.overwrite:
-            return set(), {}
         story, scenes = await self.row_facts(sid, "field_sources")
-        owned = {f for f, src in story.items() if src == "user"}
-        return owned, {n: {f for f, src in fs.items() if src == "user"} for n, fs in scenes.items()}
+        overwrite = self.options.overwrite
+        return (
+            user_owned(story, overwrite=overwrite),
+            {n: user_owned(fs, overwrite=overwrite) for n, fs in scenes.items()},
+        )

@@ -14,6 +14,7 @@ from storygen_dagster.domain.compose import compose_image_prompt
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbnail_jpeg
 from storygen_dagster.domain.models import BaseStyle, Provenance, VisualProfile
+from storygen_dagster.domain.plan import needs_build
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built, Markdown, Uri
 from storygen_dagster.engine.versions import (
@@ -36,7 +37,7 @@ async def scene_moments(run: StoryRun, sid: str, story) -> None:
     }
     if run.options.stale_only:
         _, stored = await run.stored_fingerprints(sid)
-        wanted = {n: f for n, f in wanted.items() if stored.get(n, {}).get(MOMENTS) != f}
+        wanted = {n: f for n, f in wanted.items() if needs_build(f, stored.get(n, {}).get(MOMENTS))}
     if not wanted:
         return
     numbers = sorted(wanted)
@@ -112,7 +113,7 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
     wanted = {r["scene_number"]: fp.scene_image(story, profile, style, r["moment"]) for r in rows}
     if run.options.stale_only:
         _, stored = await run.stored_fingerprints(sid)
-        wanted = {n: f for n, f in wanted.items() if stored.get(n, {}).get(IMAGES) != f}
+        wanted = {n: f for n, f in wanted.items() if needs_build(f, stored.get(n, {}).get(IMAGES))}
         if not wanted:
             return
     texts = {r["scene_number"]: r["text"] for r in rows}

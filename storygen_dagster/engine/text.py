@@ -9,6 +9,7 @@ import logging
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.checks import required_field_problems, scene_count_problems
 from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.domain.plan import needs_build
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built
 from storygen_dagster.engine.versions import field_version, story_version
@@ -30,7 +31,7 @@ async def structured_story(run: StoryRun, sid: str) -> None:
     fingerprint = fp.structured_story(request)
     if run.options.stale_only:
         stored, _ = await run.stored_fingerprints(sid)
-        if stored.get(STRUCTURED) == fingerprint:
+        if not needs_build(fingerprint, stored.get(STRUCTURED)):
             return
     result = await run.deps.llm.generate_structured_story(request, run.call(sid, STRUCTURED))
     prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
@@ -77,7 +78,7 @@ async def story_field(run: StoryRun, sid: str, story, name: str) -> None:
     fingerprint = fp.story_level(name, story)
     if run.options.stale_only:
         stored, _ = await run.stored_fingerprints(sid)
-        if stored.get(name) == fingerprint:
+        if not needs_build(fingerprint, stored.get(name)):
             return
     result = await getattr(run.deps.llm, f"generate_{name}")(story, run.call(sid, name))
     prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})

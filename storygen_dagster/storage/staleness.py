@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 
 from storygen_dagster.domain import fingerprints as fp
+from storygen_dagster.domain.plan import user_owned, value_state
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
 from storygen_dagster.storage import reads
 from storygen_dagster.storage.dblog import db_op
@@ -64,15 +65,6 @@ def _item(asset: str, reason: str, scene: int | None = None) -> dict:
     return {"asset": asset, "scene_number": scene, "reason": reason}
 
 
-def _state(current: str, stored: str | None, built: bool) -> str | None:
-    """None when fresh, else why not."""
-    if not built:
-        return "missing"
-    if stored is None:
-        return "no fingerprint"
-    return None if stored == current else "inputs changed"
-
-
 def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     """Every stale or missing value of the story: [{asset, scene_number, reason}], in
     pipeline order. An empty list: everything is built from its current inputs."""
@@ -84,10 +76,10 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     stored = story_fps.get(story_id, {})
     # A value a user edited is theirs: never stale (AI re-runs keep it), though what is built
     # from it is.
-    user_fields = {f for f, src in story_src.get(story_id, {}).items() if src == "user"}
+    user_fields = user_owned(story_src.get(story_id))
     story = reads.load_stories(engine, [story_id]).get(story_id)
     items: list[dict] = []
-    why = _state(
+    why = value_state(
         fp.structured_story(requests[story_id]), stored.get("structured_story"), story is not None
     )
     if why:
@@ -99,7 +91,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     field_stale = {}
     for name in ("visual_profile", "base_style"):
         fields[name] = reads.load_story_field(engine, [story_id], name).get(story_id)
-        why = _state(fp.story_level(name, story), stored.get(name), fields[name] is not None)
+        why = value_state(fp.story_level(name, story), stored.get(name), fields[name] is not None)
         why = why or ("upstream stale" if upstream_story else None)
         if name in user_fields and fields[name] is not None:
             why = None
@@ -111,9 +103,9 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     for row in frame.to_dict("records"):
         n = int(row["scene_number"])
         fps = scene_fps.get((story_id, n), {})
-        why = _state(fp.scene_moment(story, n), fps.get("scene_moments"), bool(row["moment"]))
+        why = value_state(fp.scene_moment(story, n), fps.get("scene_moments"), bool(row["moment"]))
         why = why or ("upstream stale" if upstream_story else None)
-        if row["moment"] and scene_src.get((story_id, n), {}).get("moment") == "user":
+        if row["moment"] and user_owned(scene_src.get((story_id, n)), ["moment"]):
             why = None
         if why:
             items.append(_item("scene_moments", why, n))
@@ -125,7 +117,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
             current = fp.scene_image(
                 story, fields["visual_profile"], fields["base_style"], row["moment"]
             )
-            image_why = _state(current, fps.get("scene_images"), bool(row["image_uri"]))
+            image_why = value_state(current, fps.get("scene_images"), bool(row["image_uri"]))
             if not image_why and any(field_stale.values()):
                 image_why = "upstream stale"
         if image_why:
@@ -140,7 +132,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
                 for r in frame.to_dict("records")
             ],
         )
-        book_reason = _state(current, stored.get("storybook"), bool(book_uri))
+        book_reason = value_state(current, stored.get("storybook"), bool(book_uri))
     elif not book_uri:
         book_reason = "missing"
     if book_reason:

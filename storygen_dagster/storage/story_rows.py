@@ -144,7 +144,7 @@ def save_structured_story(
         dropped = [
             n
             for n, r in old_scenes.items()
-            if n > meta.scene_count and (r["field_sources"] or {}).get("text") == "user"
+            if n > meta.scene_count and user_owned(r["field_sources"], ["text"])
         ]
         if dropped:
             log.warning(

@@ -10,6 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from storygen_dagster.domain.models import Provenance
+from storygen_dagster.domain.plan import user_owned
+
+__all__ = ["user_owned"]  # re-exported: the writes decide with the plan's rule
 
 NOW = sa.func.now()
 log = logging.getLogger("storygen.lineage")
@@ -36,14 +39,6 @@ def prov_patch(column: sa.Column, asset: str, prov: Provenance) -> sa.ColumnElem
 
 def fingerprint_entry(asset: str, fingerprint: str | None) -> dict[str, str]:
     return {asset: fingerprint} if fingerprint else {}
-
-
-def user_owned(sources: Mapping[str, Any] | None, fields: Iterable[str], overwrite: bool) -> set:
-    """The fields a user edited last (field_sources == 'user'): an AI write keeps them unless
-    it is told to overwrite user edits."""
-    if overwrite:
-        return set()
-    return {f for f in fields if (sources or {}).get(f) == "user"}
 
 
 def log_kept(story_id: str, asset: str, kept: Iterable[str]) -> None:
