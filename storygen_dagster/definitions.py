@@ -1,18 +1,19 @@
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from storygen_dagster.defs import catalog
 from storygen_dagster.defs.automation import schedules, sensors
 from storygen_dagster.defs.celery import storybook_celery_job
 from storygen_dagster.defs.dbt import assets as dbt_assets
 from storygen_dagster.defs.dbt.project import dbt_executable, dbt_project
 from storygen_dagster.defs.jobs import storybook_job
-from storygen_dagster.defs.resources import default_resources
+from storygen_dagster.defs.resources import default_resources, with_io_managers
 from storygen_dagster.defs.story import assets as story_assets
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([story_assets, dbt_assets]),
+        assets=dg.load_assets_from_modules([story_assets, catalog, dbt_assets]),
         jobs=[storybook_job, storybook_celery_job, dbt_assets.analytics_job],
         sensors=[
             sensors.story_request_sensor,
@@ -23,7 +24,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         schedules=[schedules.nightly_stories, dbt_assets.analytics_schedule],
         resources={
             "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
-            **(resources or default_resources()),
+            **with_io_managers(resources or default_resources()),
         },
         # Steps share one process: the multiprocess executor costs seconds per step here.
         executor=dg.in_process_executor,

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from storygen_dagster.definitions import build_definitions
+from storygen_dagster.defs.io_managers import io_managers
 from storygen_dagster.defs.resources import (
     ImageServiceResource,
     ObjectStoreResource,
@@ -83,9 +84,12 @@ def object_root(tmp_path) -> Path:
 
 @pytest.fixture()
 def resources(database_url, object_root) -> dict:
+    db = StoryDatabase(database_url=database_url)
+    objects = ObjectStoreResource(url=str(object_root))
     return {
-        "db": StoryDatabase(database_url=database_url),
-        "objects": ObjectStoreResource(url=str(object_root)),
+        "db": db,
+        "objects": objects,
+        **io_managers(db, objects),
         "llm": StoryLLMResource(provider="offline", latency_s=0.0, max_concurrency=8),
         "images": ImageServiceResource(
             provider="offline", latency_s=0.0, width=TEST_WIDTH, height=TEST_HEIGHT

@@ -8,41 +8,23 @@ import os
 import dagster as dg
 import sqlalchemy as sa
 
+from storygen_dagster.defs.io_managers import io_managers
+from storygen_dagster.defs.stores import ObjectStoreResource, StoryDatabase
 from storygen_dagster.providers import factory
 from storygen_dagster.providers.base import ImageService, StoryLLM
 from storygen_dagster.providers.offline import OfflineImageService, OfflineStoryLLM
 from storygen_dagster.settings import get_settings
-from storygen_dagster.storage import migrate
-from storygen_dagster.storage.db import get_engine, resolve_database_url
 from storygen_dagster.storage.objects import ObjectStore
 
-
-class StoryDatabase(dg.ConfigurableResource):
-    """The story tables (Postgres); migrated to head on first use."""
-
-    database_url: str | None = None
-
-    def url(self) -> str:
-        return self.database_url or resolve_database_url(get_settings())
-
-    def engine(self) -> sa.Engine:
-        url = self.url()
-        migrate.upgrade(url)
-        return get_engine(url)
-
-
-class ObjectStoreResource(dg.ConfigurableResource):
-    """Images and books: a folder or an s3:// URL."""
-
-    url: str | None = None
-    endpoint_url: str | None = None
-
-    def store(self) -> ObjectStore:
-        settings = get_settings()
-        url = self.url or settings.objects_url
-        endpoint = self.endpoint_url or settings.s3_endpoint_url
-        options = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
-        return ObjectStore(url, options)
+# The stores live in stores.py (the IO managers are built on them); named here for callers.
+__all__ = [
+    "ImageServiceResource",
+    "ObjectStoreResource",
+    "StoryDatabase",
+    "StoryLLMResource",
+    "default_resources",
+    "with_io_managers",
+]
 
 
 class StoryLLMResource(dg.ConfigurableResource):
@@ -144,10 +126,18 @@ def _env_secret(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
+def with_io_managers(resources: dict) -> dict:
+    """The IO managers built on this dict's own `db` and `objects` (so they read and write the
+    same database and object store as the engine), unless it names them already."""
+    return {**io_managers(resources["db"], resources["objects"]), **resources}
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    return {
-        "db": StoryDatabase(),
-        "objects": ObjectStoreResource(),
-        "llm": StoryLLMResource(api_key=_env_secret("STORYGEN_LLM_API_KEY")),
-        "images": ImageServiceResource(api_key=_env_secret("STORYGEN_IMAGE_API_KEY")),
-    }
+    return with_io_managers(
+        {
+            "db": StoryDatabase(),
+            "objects": ObjectStoreResource(),
+            "llm": StoryLLMResource(api_key=_env_secret("STORYGEN_LLM_API_KEY")),
+            "images": ImageServiceResource(api_key=_env_secret("STORYGEN_IMAGE_API_KEY")),
+        }
+    )

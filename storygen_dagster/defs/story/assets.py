@@ -14,6 +14,7 @@ import queue
 
 import dagster as dg
 
+from storygen_dagster.defs.io_managers import OBJECTS_IO, POSTGRES_IO
 from storygen_dagster.defs.partitions import story_partitions
 from storygen_dagster.defs.resources import (
     ImageServiceResource,
@@ -57,28 +58,28 @@ SPECS = [
         description="Child profile, side character, story meta and 3-5 scenes of text.",
         code_version=CODE_VERSIONS["structured_story"],
         **_STORY,
-    ),
+    ).with_io_manager_key(POSTGRES_IO),
     dg.AssetSpec(
         VISUAL,
         deps=[STRUCTURED],
         description="Character and side-character prompts, the same in every scene.",
         code_version=CODE_VERSIONS["visual_profile"],
         **_STORY,
-    ),
+    ).with_io_manager_key(POSTGRES_IO),
     dg.AssetSpec(
         STYLE,
         deps=[STRUCTURED],
         description="One art style, lighting, atmosphere, palette and composition per book.",
         code_version=CODE_VERSIONS["base_style"],
         **_STORY,
-    ),
+    ).with_io_manager_key(POSTGRES_IO),
     dg.AssetSpec(
         MOMENTS,
         deps=[STRUCTURED],
         description="Per scene, the single visual moment to draw, chosen from the story so far.",
         code_version=CODE_VERSIONS["scene_moments"],
         **_STORY,
-    ),
+    ).with_io_manager_key(POSTGRES_IO),
     dg.AssetSpec(
         IMAGES,
         deps=[MOMENTS, VISUAL, STYLE],
@@ -86,7 +87,7 @@ SPECS = [
         "+ side character (prompt composed in code within a length budget).",
         code_version=CODE_VERSIONS["scene_images"],
         **_IMAGES,
-    ),
+    ).with_io_manager_key(OBJECTS_IO),
     dg.AssetSpec(
         BOOK,
         deps=[IMAGES, STRUCTURED],
@@ -94,7 +95,7 @@ SPECS = [
         "and picture. Held (not built) when the content-safety check fails.",
         code_version=CODE_VERSIONS["storybook"],
         **_IMAGES,
-    ),
+    ).with_io_manager_key(OBJECTS_IO),
 ]
 
 
