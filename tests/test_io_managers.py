@@ -1,11 +1,9 @@
 """The IO managers: every story asset loads through them after a real run, values written
 through them load back the same (local folder and moto's S3 server), a downstream asset gets a
-range as {story_id: value}, and the analyst guide's notebook code runs."""
+range as {story_id: value}."""
 
-import re
 import socket
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -25,7 +23,6 @@ from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.values import IMAGE_COLUMNS, MOMENT_COLUMNS, MissingValue
 from tests.conftest import TEST_HEIGHT, TEST_WIDTH
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "analyst-guide.md"
 ORDER = [
     "structured_story",
     "visual_profile",
@@ -269,33 +266,3 @@ def test_values_written_through_the_io_managers_load_back_the_same(instance, eng
             assert uris.startswith(store.uri("books/copy-1") + "/")
     # None is "the asset stored its value itself": nothing is written.
     managers[POSTGRES_IO].handle_output(context("out", "base_style", ["copy-1"]), None)
-
-
-def _python_blocks(markdown: str) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.M | re.S)
-
-
-def test_analyst_guide_notebook_runs_against_a_real_instance(
-    engine, database_url, object_root, test_defs, tmp_path, monkeypatch, capsys
-):
-    from storygen_dagster.instance import get_instance
-    from storygen_dagster.settings import get_settings
-
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # restored after the test
-    monkeypatch.setenv("STORYGEN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("STORYGEN_DATABASE_URL", database_url)
-    monkeypatch.setenv("STORYGEN_OBJECT_STORE_URL", str(object_root))
-    instance = get_instance(get_settings(), database_url)
-    ids = ["nb-1", "nb-2", "nb-3"]
-    _generate(test_defs, instance, engine, *ids, scene_count=3)
-    blocks = _python_blocks(GUIDE.read_text())
-    assert blocks, "docs/analyst-guide.md has no ```python block"
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(GUIDE), "exec"), namespace)  # noqa: S102 - our own docs
-    overview = namespace["overview"]
-    assert overview.index.tolist() == ids
-    assert overview.scenes.tolist() == [3, 3, 3]
-    assert all(u.startswith(str(object_root)) for u in overview.book)
-    assert len(namespace["images"].image_png[0]) > 1000
-    assert namespace["story"].story_meta.story_title in capsys.readouterr().out
