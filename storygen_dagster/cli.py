@@ -88,21 +88,40 @@ def _generate(
     run_tags: dict[str, str] | None = None,
     assets: list[str] | None = None,
 ) -> None:
+    from storygen_dagster.console import Console, redactor, spend_by_story
     from storygen_dagster.definitions import defs
+    from storygen_dagster.engine.vocabulary import ASSETS
     from storygen_dagster.pipeline import materialize_stories
     from storygen_dagster.storage.db import exit_if_database_lost, mask_url
     from storygen_dagster.storage.repository import register_request
 
     check_providers(ctx.settings)
+    verbose = bool(click.get_current_context().find_root().params.get("verbose"))
+    ids = [r.story_id for r in requests if r.story_id]  # parse_request always sets one
+    console = Console(ids, len(assets or ASSETS), redactor(ctx.settings))
     # A database that goes away mid-batch is waited out for the outage grace; past it this
     # ends the command with one error line instead of hanging in Dagster's storage retries.
     with exit_if_database_lost(ctx.url):
         for request in requests:
             register_request(ctx.engine, request.story_id, request, by="cli")
-        ids = [r.story_id for r in requests]
+        spent_before = spend_by_story(ctx.engine, ids)
         tags = {"storygen/source": "cli", **(run_tags or {})}
-        outcomes = materialize_stories(defs, ctx.instance(), ids, tags=tags, assets=assets)
+        console.start()
+        # Progress comes from the run's events (console.on_event); Dagster's own console lines
+        # (run and step events, captured log lines) only with -v.
+        outcomes = materialize_stories(
+            defs,
+            ctx.instance(),
+            ids,
+            tags=tags,
+            assets=assets,
+            on_event=console.on_event,
+            console_level="DEBUG" if verbose else "CRITICAL",
+        )
         rows = _story_rows(ctx, ids)
+        spent_after = spend_by_story(ctx.engine, ids)
+    success = all(o.success for o in outcomes)
+    console.report_failures(rows, success)
     if as_json:
         payload = {
             "stories": [{k: r[k] for k in ("story_id", "title", "scenes", "book")} for r in rows],
@@ -111,11 +130,8 @@ def _generate(
         }
         click.echo(json.dumps(payload, indent=2))
     else:
-        click.echo("Storybooks (open the .html files in a browser):")
-        for r in rows:
-            where = r["book"] or f"no book ({r['status']}: {r['error']})"
-            click.echo(f"{r['story_id']}: {r['title'] or '-'} ({r['scenes']} scenes)\n  {where}")
-    if not all(o.success for o in outcomes):
+        console.summary(rows, spent_before, spent_after)
+    if not success:
         failed = [r["story_id"] for r in rows if r["status"] != "succeeded"]
         raise click.ClickException(f"generation failed for: {', '.join(failed) or 'some stories'}")
 
@@ -152,13 +168,21 @@ def _unreachable_message(obj: Context | None, exc: BaseException) -> str:
 
 
 @click.group(cls=StorygenGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Also print every DB operation line.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also print every DB operation line and Dagster's run and step events.",
+)
 @click.pass_context
 def main(click_ctx: click.Context, verbose: bool) -> None:
     """storygen: illustrated children's storybooks as Dagster assets."""
     settings = get_settings()
-    # Inside runs Dagster's console already echoes our INFO lines; -v shows them everywhere.
-    configure_logging(settings.log_format, settings.log_level, None if verbose else "WARNING")
+    # Without -v: warnings as plain lines; story progress and errors come from the console
+    # (storygen_dagster/console.py). With -v: every log line, and Dagster's events.
+    configure_logging(
+        settings.log_format, settings.log_level, None if verbose else "WARNING", verbose=verbose
+    )
     # Dagster's beta/preview notices (backfill_policy) are for developers, not CLI users.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)

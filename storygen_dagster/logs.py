@@ -20,11 +20,44 @@ class KeyValueFormatter(logging.Formatter):
         return f"{base} {' '.join(pairs)}" if pairs else base
 
 
+class PlainFormatter(logging.Formatter):
+    """`warning: <message>`: one line for a person, no timestamp, logger or traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+
+
+def echoed_by_dagster(record: logging.LogRecord) -> bool:
+    """True when Dagster is capturing `storygen` records (inside a step) and will take this one:
+    its console logger then prints it, with the run and step."""
+    for handler in logging.getLogger("storygen").handlers:
+        if type(handler).__name__ == "DagsterLogHandler" and handler.filter(record):
+            return True
+    return False
+
+
+class ConsoleFilter(logging.Filter):
+    """What stderr shows besides the CLI's own lines. Verbose: every record once (Dagster's
+    console, at DEBUG with -v, prints the ones it captures). Default: warnings and errors, but
+    not a story's errors: the CLI reports each failed story in one line of its own."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbose:
+            return not echoed_by_dagster(record)
+        return not (record.levelno >= logging.ERROR and getattr(record, "story_id", None))
+
+
 def configure_logging(
-    fmt: str = "text", level: str = "INFO", console_level: str | None = None
+    fmt: str = "text", level: str = "INFO", console_level: str | None = None, *, verbose=True
 ) -> None:
     """Idempotent: (re)attach one stderr handler to the `storygen` logger tree. `level` decides
-    what is emitted (Dagster's managed loggers see it too); `console_level` what stderr shows."""
+    what is emitted (Dagster's managed loggers see it too); `console_level` what stderr shows;
+    `verbose=False` (the CLI without -v) prints records as plain `level: message` lines and
+    leaves a story's errors to the CLI's per-story error line (see ConsoleFilter)."""
     logger = logging.getLogger("storygen")
     logger.setLevel(level.upper())
     for handler in list(logger.handlers):
@@ -33,10 +66,13 @@ def configure_logging(
     handler = logging.StreamHandler(sys.stderr)
     handler._storygen = True  # type: ignore[attr-defined]
     handler.setLevel((console_level or level).upper())
+    handler.addFilter(ConsoleFilter(verbose))
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False)
         )
+    elif not verbose:
+        handler.setFormatter(PlainFormatter())
     else:
         handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logger.addHandler(handler)
