@@ -4,6 +4,7 @@ story tables (embedded by default), written to $STORYGEN_HOME/dagster/dagster.ya
 from __future__ import annotations
 
 import os
+import weakref
 
 import dagster as dg
 import yaml
@@ -56,6 +57,10 @@ def prepare_dagster_home(settings: Settings, database_url: str) -> str:
     return str(path)
 
 
+# Instances already pooled by this process: the pool is set up once per instance.
+_pooled: weakref.WeakSet[dg.DagsterInstance] = weakref.WeakSet()
+
+
 def pool_storage_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance:
     """dagster-postgres opens a new connection for every storage call (NullPool): ~5 ms each,
     several per event, so a 50-story step spent seconds connecting (measured: one story's run
@@ -72,18 +77,19 @@ def pool_storage_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance
 
     from storygen_dagster.storage.db import ping_on_checkout, wait_out_outages
 
-    if not getattr(instance, "_storygen_pooled", False):
+    if instance not in _pooled:
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
         for storage in (
             instance.run_storage,
             instance.event_log_storage,
             instance.schedule_storage,
         ):
-            engine = getattr(storage, "_engine", None)  # dagster-postgres storages only
+            # dagster-postgres storages only; they have no public accessor for their engine.
+            engine = getattr(storage, "_engine", None)
             if isinstance(engine, sa.Engine):
                 sa.event.listen(engine, "checkout", ping_on_checkout)
                 wait_out_outages(engine, quiet=True)
-        instance._storygen_pooled = True  # type: ignore[attr-defined]
+        _pooled.add(instance)
     return instance
 
 

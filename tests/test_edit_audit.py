@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from storygen_dagster.cli import main
 from storygen_dagster.domain.models import Provenance, StoryRequest
 from storygen_dagster.pipeline import materialize_stories
-from storygen_dagster.providers.offline import _story
+from storygen_dagster.providers.offline import story_for
 from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.edits import EditError, edit_story
@@ -34,7 +34,7 @@ def _generate_by_hand(engine, sid="mia-1", by="run:r1", prov=PROV, **overrides):
     """What the AI steps write, called the way the assets call the repository."""
     request = StoryRequest(story_id=sid, child_name="Mia", age=5, scene_count=3)
     repo.register_request(engine, sid, request, by="test")
-    story = _story(request)
+    story = story_for(request)
     if overrides:
         meta = story.story_meta.model_copy(update=overrides)
         scenes = [s.model_copy(update={"text": f"{s.text} (v2)"}) for s in story.scenes]
@@ -122,7 +122,7 @@ def test_rerun_keeps_user_edit_and_overwrite_replaces_it(engine, caplog):
     repo.save_structured_story(
         engine,
         "mia-1",
-        _story(StoryRequest(story_id="mia-1", child_name="Mia", age=5, scene_count=3)),
+        story_for(StoryRequest(story_id="mia-1", child_name="Mia", age=5, scene_count=3)),
         PROV,
         "run:r3",
         overwrite_user_edits=True,

@@ -32,7 +32,7 @@ from tests.fakes.schema_model import QUIRKS, add_quirks, reply_from_schema
 pytest_plugins = ["tests.fakes.fixtures"]
 
 REQUEST = StoryRequest(scene_count=4, child_name="Maya", age=5, favorites={"animal": "fox"})
-STORY = offline._story(REQUEST).model_dump(mode="json")
+STORY = offline.story_for(REQUEST).model_dump(mode="json")
 
 
 def _reply(value) -> dict:
@@ -185,7 +185,7 @@ def test_a_wrong_count_twice_fails_naming_both_numbers(fake, client):
 def test_a_moment_for_the_wrong_scene_is_repaired(fake, client):
     fake.queue("chat", {"content": '{"scene_number": 2, "moment": "Maya waves"}'})
     ctx = CallContext("s-1", "scene_moments", 1)
-    result = asyncio.run(client.generate_scene_moment(offline._story(REQUEST), 1, ctx))
+    result = asyncio.run(client.generate_scene_moment(offline.story_for(REQUEST), 1, ctx))
     assert result.value.scene_number == 1 and fake.count("chat") == 2
     assert (
         "scene_number is 2; the request asks for 1" in fake.seen[1].body["messages"][-1]["content"]

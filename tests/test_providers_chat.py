@@ -15,7 +15,7 @@ from tests.fakes.helpers import KEY, llm_resource
 
 pytest_plugins = ["tests.fakes.fixtures"]  # fake, provider_env, real_resources
 
-STORY = offline._story(StoryRequest(scene_count=3, child_name="Ada"))
+STORY = offline.story_for(StoryRequest(scene_count=3, child_name="Ada"))
 
 
 def moment(client, scene=1, story_id="s-1", fresh=False):

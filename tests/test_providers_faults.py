@@ -24,7 +24,7 @@ from tests.fakes.provider_server import FakeProvider
 pytest_plugins = ["tests.fakes.fixtures"]  # fake, provider_env, real_resources
 
 DROPS = ["close", "reset", "partial"]  # FIN before a reply, RST, FIN halfway through the body
-STORY = offline._story(StoryRequest(scene_count=3, child_name="Ada"))
+STORY = offline.story_for(StoryRequest(scene_count=3, child_name="Ada"))
 # Longer than any backoff of the test settings (0.01 s .. 0.05 s + jitter): a wait of exactly
 # this long was the server's.
 RETRY_AFTER = {"retry-after-ms": "200"}

@@ -140,7 +140,7 @@ def test_global_concurrency_limit_is_shared(fake, provider_env, engine, store):
     from storygen_dagster.domain.models import StoryRequest
     from storygen_dagster.providers import offline
 
-    story = offline._story(StoryRequest(scene_count=3))
+    story = offline.story_for(StoryRequest(scene_count=3))
 
     async def mixed():
         calls = [draw(images, scene=i, prompt=f"p{i}") for i in range(3)]

@@ -139,7 +139,7 @@ def test_outdated_lists_older_prompt_versions_and_models(instance, engine, test_
 
 # -- checks on crafted bad values ---------------------------------------------------------------
 def _story():
-    from storygen_dagster.providers.offline import _story as offline_story
+    from storygen_dagster.providers.offline import story_for as offline_story
 
     return offline_story(StoryRequest(child_name="Ada", scene_count=3))
 
@@ -307,7 +307,7 @@ def test_checks_alone_pass_on_a_good_story_and_each_fails_on_a_crafted_value(
     from storygen_dagster.storage.objects import ObjectStore
 
     uri = reads.load_scenes(engine, ["crafted-1"])["image_uri"].iloc[0]
-    ObjectStore(str(object_root))._path(uri).write_bytes(b"not a png")
+    ObjectStore(str(object_root)).path(uri).write_bytes(b"not a png")
     evaluations = _run_checks(instance, test_defs, "crafted-1")
     assert not evaluations[("scene_images", "images_valid")].passed
     row = reads.story_overview(engine, "crafted-1").iloc[0]

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from storygen_dagster.domain.models import Provenance, StoryRequest
-from storygen_dagster.providers.offline import _story
+from storygen_dagster.providers.offline import story_for
 from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.dblog import StorageError
@@ -25,7 +25,7 @@ def _rows(engine, table):
 def _save(engine, sid="idem-1", count=4):
     req = StoryRequest(story_id=sid, scene_count=count, child_name="Ida")
     repo.register_request(engine, sid, req, by="test")
-    story = _story(req)
+    story = story_for(req)
     repo.save_structured_story(engine, sid, story, PROV, by="run:1")
     return story
 

@@ -73,9 +73,9 @@ class OfflineStoryLLM(StoryLLM):
             async with global_slots(self.max_concurrency):
                 await asyncio.sleep(self.latency_s)
         builder = {
-            StructuredStory: lambda: _story(inputs["request"]),
-            VisualProfile: lambda: _visual_profile(inputs["story"]),
-            BaseStyle: lambda: _base_style(inputs["story"]),
+            StructuredStory: lambda: story_for(inputs["request"]),
+            VisualProfile: lambda: visual_profile_for(inputs["story"]),
+            BaseStyle: lambda: base_style_for(inputs["story"]),
             SceneMoment: lambda: _moment(inputs["story"], inputs["scene_number"]),
         }[response_model]
         value = response_model.model_validate(builder().model_dump())
@@ -94,7 +94,7 @@ class OfflineStoryLLM(StoryLLM):
         )
 
 
-def _story(request: StoryRequest) -> StructuredStory:
+def story_for(request: StoryRequest) -> StructuredStory:
     rng = _rng("story", request.content())
     gender = (request.gender or rng.choice(["girl", "boy", "child"])).lower()
     name_pool = t.NAMES.get(gender, t.NAMES["child"])
@@ -171,7 +171,7 @@ def _story(request: StoryRequest) -> StructuredStory:
     )
 
 
-def _visual_profile(story: StructuredStory) -> VisualProfile:
+def visual_profile_for(story: StructuredStory) -> VisualProfile:
     child = story.child_profile
     look = child.physical_appearance
     extras = f", wearing {', '.join(look.accessories)}" if look.accessories else ""
@@ -187,7 +187,7 @@ def _visual_profile(story: StructuredStory) -> VisualProfile:
     )
 
 
-def _base_style(story: StructuredStory) -> BaseStyle:
+def base_style_for(story: StructuredStory) -> BaseStyle:
     rng = _rng("style", story.story_meta.model_dump())
     return BaseStyle(
         art_style=rng.choice(t.ART_STYLES),

@@ -44,12 +44,12 @@ class ObjectStore:
         return self.uri(key)
 
     def get(self, key_or_uri: str) -> bytes:
-        return self._path(key_or_uri).read_bytes()
+        return self.path(key_or_uri).read_bytes()
 
     def exists(self, key_or_uri: str) -> bool:
-        return self._path(key_or_uri).exists()
+        return self.path(key_or_uri).exists()
 
-    def _path(self, key_or_uri: str) -> UPath:
+    def path(self, key_or_uri: str) -> UPath:
         prefix = self.uri("")
         if key_or_uri.startswith(prefix):
             key_or_uri = key_or_uri[len(prefix) :].lstrip("/")

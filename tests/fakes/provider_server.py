@@ -49,13 +49,13 @@ def canned_value(schema_name: str, prompt: str) -> dict:
         scene_count=int(scene_count.group(1)) if scene_count else None,
         child_name=name.group(1).strip() if name else None,
     )
-    story = offline._story(request)
+    story = offline.story_for(request)
     if schema_name == "StructuredStory":
         return story.model_dump(mode="json")
     if schema_name == "VisualProfile":
-        return offline._visual_profile(story).model_dump(mode="json")
+        return offline.visual_profile_for(story).model_dump(mode="json")
     if schema_name == "BaseStyle":
-        return offline._base_style(story).model_dump(mode="json")
+        return offline.base_style_for(story).model_dump(mode="json")
     if schema_name == "SceneMoment":
         number = int(re.search(r"for scene\s+(\d+)", prompt).group(1))
         return {"scene_number": number, "moment": f"the child smiles in scene {number}"}
