@@ -15,4 +15,3 @@ storybook_celery_job = dg.define_asset_job(
     tags={"storygen/pipeline": "storybook"},
     description="storybook_job with every step on a Celery worker (run config: broker, backend).",
 )
-
