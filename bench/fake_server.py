@@ -31,8 +31,10 @@ class FakeServerProcess:
 
     def __enter__(self) -> FakeServerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.provider_server", "--port", "0"]
-            + ["--delay", str(self.delay_s), "--key", self.key, "--reuse-images"],
+            [
+                *[sys.executable, "-m", "tests.fakes.provider_server", "--port", "0"],
+                *["--delay", str(self.delay_s), "--key", self.key, "--reuse-images"],
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

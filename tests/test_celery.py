@@ -48,7 +48,7 @@ def test_story_steps_run_on_a_celery_worker(tmp_path, database_url, engine, monk
     for key, value in env.items():
         if key.startswith(("STORYGEN_", "DAGSTER_")):
             monkeypatch.setenv(key, value)
-    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed in finally
+    log = open(tmp_path / "worker.log", "w")  # closed in finally
     worker = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("dagster-celery")),

@@ -142,7 +142,7 @@ def test_pooled_connections_survive_a_server_restart(embedded, tmp_path, monkeyp
     """Our engine and the Dagster instance's pooled storage reconnect after the server is
     stopped and started; a connect during the outage waits for the server."""
     monkeypatch.setenv("STORYGEN_DB_OUTAGE_GRACE_S", "120")
-    home, server = embedded
+    _home, server = embedded
     url = server.get_uri()
     engine = get_engine(url)
     dagster_home = tmp_path / "dagster"
@@ -165,7 +165,7 @@ def test_pooled_connections_survive_a_server_restart(embedded, tmp_path, monkeyp
         def attempt(name: str, call) -> None:
             try:
                 during[name] = call()
-            except Exception as exc:  # noqa: BLE001 - reported by the assert below
+            except Exception as exc:  # reported by the assert below
                 during[name] = exc
 
         def query() -> int:

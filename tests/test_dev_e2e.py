@@ -25,7 +25,7 @@ def test_requests_inserted_by_sql_become_books_via_the_daemon(tmp_path, database
         STORYGEN_IMAGE_HEIGHT="240",
     )
     port = free_port()
-    log = open(tmp_path / "dev.log", "w")  # noqa: SIM115 - closed in finally
+    log = open(tmp_path / "dev.log", "w")  # closed in finally
     proc = start_dev(env, port, log)
     try:
         wait_http(f"http://127.0.0.1:{port}/server_info", proc, timeout=180)

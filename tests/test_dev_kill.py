@@ -7,6 +7,7 @@ of a story side by side, and no provider call the cache had stored made again.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -112,7 +113,7 @@ def test_dev_killed_twice_mid_flight_still_finishes_every_request(tmp_path, data
     ids = insert_requests(engine, STORIES)
     restarts: list[float] = []  # monotonic times of each restart (lives 1..)
     stored_at_kill: list[set[str]] = []
-    with FakeProvider(api_key=KEY) as fake, open(log_path, "w") as log:  # noqa: SIM117
+    with FakeProvider(api_key=KEY) as fake, open(log_path, "w") as log:
         fake.delay_s = 0.5  # every call takes a while: the first kill lands mid-call
         fake.reuse_images = True
         env = dev_env(database_url, tmp_path / "home", fake.url)
@@ -182,7 +183,7 @@ def test_dev_killed_twice_mid_flight_still_finishes_every_request(tmp_path, data
     for recs in by_story.values():
         recs.sort(key=lambda r: r.create_timestamp)
         assert all(r.dagster_run.is_finished for r in recs)
-        for before, after in zip(recs, recs[1:], strict=False):
+        for before, after in itertools.pairwise(recs):
             assert before.end_time <= after.create_timestamp.timestamp()
     assert not [r for r in records if "dagster/parent_run_id" in r.dagster_run.tags]
     recovered = [r for r in records if RECOVERED_TAG in r.dagster_run.tags]

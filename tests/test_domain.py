@@ -83,7 +83,7 @@ def test_story_scene_numbers_must_run_from_one():
 
 def test_story_scene_text_must_not_be_empty():
     bad = _story_dict(3, scenes=[{"scene_number": i, "text": " "} for i in (1, 2, 3)])
-    with pytest.raises(ValidationError, match="scenes.0.text|at least 1 character"):
+    with pytest.raises(ValidationError, match=r"scenes\.0\.text|at least 1 character"):
         StructuredStory.model_validate(bad)
 
 

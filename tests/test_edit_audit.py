@@ -200,7 +200,7 @@ def test_invalid_edit_names_the_field_and_changes_nothing(engine, kwargs, named)
     with pytest.raises(EditError, match=named):
         edit_story(engine, "mia-1", by="alice", **kwargs)
     after = [_rows(engine, f"select * from {t} order by 1, 2") for t in ("stories", "scenes")]
-    assert after + [_audit(engine, "mia-1")] == snapshot
+    assert [*after, _audit(engine, "mia-1")] == snapshot
 
 
 def test_edit_of_unknown_story_names_it(engine):

@@ -29,7 +29,7 @@ def inspect_png(
             img.load()
             size = img.size
             stat = ImageStat.Stat(img.convert("L").resize((64, 48)))
-    except Exception as exc:  # noqa: BLE001 - any decoder error means "not an image"
+    except Exception as exc:  # any decoder error means "not an image"
         raise ImageCheckError(f"image does not decode: {exc}") from exc
     if width and height and size != (width, height):
         raise ImageCheckError(f"image is {size[0]}x{size[1]}, expected {width}x{height}")

@@ -40,7 +40,7 @@ def to_png(data: bytes, width: int, height: int) -> bytes:
             with Image.open(io.BytesIO(data)) as img:
                 if img.size == (width, height):
                     return data
-        except Exception:  # noqa: BLE001 - inspect_png reports undecodable bytes
+        except Exception:  # inspect_png reports undecodable bytes
             return data
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -48,7 +48,7 @@ def to_png(data: bytes, width: int, height: int) -> bytes:
             out = io.BytesIO()
             img.save(out, format="PNG")
             return out.getvalue()
-    except Exception:  # noqa: BLE001 - let inspect_png name the problem
+    except Exception:  # let inspect_png name the problem
         return data
 
 

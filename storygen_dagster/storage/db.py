@@ -88,7 +88,7 @@ def dagster_url(url: str) -> str:
 def mask_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - never leak a password from an unparsable URL
+    except Exception:  # never leak a password from an unparsable URL
         return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
@@ -157,7 +157,7 @@ def ping_on_checkout(dbapi_connection, connection_record, connection_proxy) -> N
     finally:
         try:
             cursor.close()
-        except Exception:  # noqa: BLE001,S110 - a dead connection's cursor may not close
+        except Exception:  # a dead connection's cursor may not close
             pass
 
 
@@ -168,13 +168,13 @@ def is_connection_error(exc: BaseException) -> bool:
     import psycopg2
 
     # psycopg2 raises a bare DatabaseError for "server closed the connection unexpectedly".
-    _CLIENT_SIDE = (  # noqa: N806
+    _CLIENT_SIDE = (
         psycopg.OperationalError,
         psycopg.InterfaceError,
         psycopg2.OperationalError,
         psycopg2.InterfaceError,
     )
-    _BARE = (psycopg.DatabaseError, psycopg2.DatabaseError)  # noqa: N806
+    _BARE = (psycopg.DatabaseError, psycopg2.DatabaseError)
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -228,7 +228,7 @@ def _release_embedded_handle() -> None:
     for server in list(_servers.values()):
         try:
             server.global_process_id_list.get_and_remove(os.getpid())  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001,S110 - best effort on the way out
+        except Exception:  # best effort on the way out
             pass
 
 

@@ -301,10 +301,10 @@ class FakeProvider:
                     with fake.lock:
                         fake.in_flight -= 1
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 self._handle("POST")
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._handle("GET")
 
         return Handler
