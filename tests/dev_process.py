@@ -35,7 +35,7 @@ def start_dev(env: dict[str, str], port: int, log) -> subprocess.Popen:
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=child_setup,
+        preexec_fn=child_setup,  # noqa: PLW1509 - only a preexec_fn can reset SIGINT
     )
 
 

@@ -49,6 +49,7 @@ def _bench(*args: str) -> tuple[dict[str, dict], str]:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = proc.stdout

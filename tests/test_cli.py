@@ -24,6 +24,7 @@ def storygen(args, env, cwd, stdin=None, timeout=300):
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
 
 

@@ -41,8 +41,8 @@ def inspect_png(
 
 def thumbnail_jpeg(data: bytes, max_size: tuple[int, int] = (256, 192)) -> bytes:
     with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("RGB")
-        img.thumbnail(max_size)
+        rgb = img.convert("RGB")
+        rgb.thumbnail(max_size)
         out = io.BytesIO()
-        img.save(out, format="JPEG", quality=70)
+        rgb.save(out, format="JPEG", quality=70)
         return out.getvalue()

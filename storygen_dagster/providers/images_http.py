@@ -44,9 +44,9 @@ def to_png(data: bytes, width: int, height: int) -> bytes:
             return data
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img = ImageOps.fit(img.convert("RGB"), (width, height))
+            fitted = ImageOps.fit(img.convert("RGB"), (width, height))
             out = io.BytesIO()
-            img.save(out, format="PNG")
+            fitted.save(out, format="PNG")
             return out.getvalue()
     except Exception:  # let inspect_png name the problem
         return data
