@@ -51,6 +51,18 @@ class ConsoleFilter(logging.Filter):
         return not (record.levelno >= logging.ERROR and getattr(record, "story_id", None))
 
 
+class StorygenHandler(logging.StreamHandler):
+    """The stderr handler configure_logging attaches: one at a time, replaced on every call."""
+
+
+def detach_handlers() -> None:
+    """Remove the stderr handler configure_logging attached (e.g. after a test's CLI run, whose
+    stderr is closed)."""
+    logger = logging.getLogger("storygen")
+    for handler in [h for h in logger.handlers if isinstance(h, StorygenHandler)]:
+        logger.removeHandler(handler)
+
+
 def configure_logging(
     fmt: str = "text", level: str = "INFO", console_level: str | None = None, *, verbose=True
 ) -> None:
@@ -60,11 +72,8 @@ def configure_logging(
     leaves a story's errors to the CLI's per-story error line (see ConsoleFilter)."""
     logger = logging.getLogger("storygen")
     logger.setLevel(level.upper())
-    for handler in list(logger.handlers):
-        if getattr(handler, "_storygen", False):
-            logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._storygen = True  # type: ignore[attr-defined]
+    detach_handlers()
+    handler = StorygenHandler(sys.stderr)
     handler.setLevel((console_level or level).upper())
     handler.addFilter(ConsoleFilter(verbose))
     if fmt == "json":

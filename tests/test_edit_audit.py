@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from storygen_dagster.cli import main
 from storygen_dagster.domain.models import Provenance, StoryRequest
+from storygen_dagster.logs import detach_handlers
 from storygen_dagster.pipeline import materialize_stories
 from storygen_dagster.providers.offline import story_for
 from storygen_dagster.storage import reads
@@ -288,9 +289,7 @@ def cli(tmp_path, database_url, monkeypatch):
 
     yield invoke
     # The CLI attached a log handler to CliRunner's (now closed) stderr.
-    logger = logging.getLogger("storygen")
-    for handler in [h for h in logger.handlers if getattr(h, "_storygen", False)]:
-        logger.removeHandler(handler)
+    detach_handlers()
 
 
 def test_cli_edit_records_runless_materialization_and_audit_lists_the_changes(cli, engine):

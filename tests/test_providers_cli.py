@@ -3,12 +3,12 @@ the fake chat and image endpoints, then `storygen run ID` makes no provider requ
 `storygen run ID --fresh` makes new ones. Settings come from STORYGEN_* variables only."""
 
 import json
-import logging
 
 import pytest
 from click.testing import CliRunner
 
 from storygen_dagster.cli import main
+from storygen_dagster.logs import detach_handlers
 from storygen_dagster.storage import call_cache
 from tests.fakes.helpers import CHAT_MODEL, IMAGE_MODEL, KEY
 
@@ -37,9 +37,7 @@ def cli_env(fake, provider_env, database_url, tmp_path):
         provider_env.setenv(name, value)
     yield provider_env
     # The CLI attached a log handler to CliRunner's (now closed) stderr.
-    logger = logging.getLogger("storygen")
-    for handler in [h for h in logger.handlers if getattr(h, "_storygen", False)]:
-        logger.removeHandler(handler)
+    detach_handlers()
 
 
 def _invoke(*args):
