@@ -394,9 +394,11 @@ def _dagster_dev(port: int, host: str) -> None:
     cmd = [sys.executable, "-m", "dagster", "dev", *target, "-p", str(port), "-h", host]
     click.echo(f"Dagster UI: http://{host}:{port}  (Ctrl-C stops it)")
     # dagster dev ignores SIGTERM; it stops on SIGINT. A background shell may have handed us
-    # SIGINT ignored, so the child gets the default handler back.
+    # SIGINT ignored, so the child gets the default handler back (only a preexec_fn can).
     proc = subprocess.Popen(
-        cmd, env=os.environ.copy(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+        cmd,
+        env=os.environ.copy(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     try:
         proc.wait()

@@ -34,7 +34,7 @@ def test_analyst_guide_notebook_runs_against_a_real_instance(
     assert blocks, "docs/analyst-guide.md has no ```python block"
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, str(GUIDE), "exec"), namespace)  # noqa: S102 - our own docs
+        exec(compile(block, str(GUIDE), "exec"), namespace)  # our own docs
     overview = namespace["overview"]
     assert overview.index.tolist() == ids
     assert overview.scenes.tolist() == [3, 3, 3]

@@ -26,6 +26,7 @@ def storygen(args, env, cwd, timeout=300):
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
 
 

@@ -247,7 +247,7 @@ def test_values_written_through_the_io_managers_load_back_the_same(instance, eng
         opts = {"with_bytes": True} if key == "scene_images" else {}
         value = manager.load_input(context("in", key, ["src-1"], **opts))
         out = context("out", key, ["copy-1", "copy-2"])
-        with pytest.raises(TypeError, match="must be a {story_id: value} dict"):
+        with pytest.raises(TypeError, match=r"must be a \{story_id: value\} dict"):
             manager.handle_output(out, value)
         manager.handle_output(out, {"copy-1": value, "copy-2": value})
         copies = manager.load_input(context("in", key, ["copy-1", "copy-2"], **opts))

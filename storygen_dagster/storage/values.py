@@ -167,8 +167,8 @@ def _put_images(store: ObjectStore, values: Mapping[str, pd.DataFrame]) -> dict:
     """PNG bytes (`image_png`) go into the store under their content key; a frame without them
     must name images already in the store."""
     out = {}
-    for sid, frame in values.items():
-        frame = frame.copy()
+    for sid, given in values.items():
+        frame = given.copy()
         if "image_png" in frame:
             pngs = frame["image_png"].tolist()
             keys = [store.key_for("images", sid, png, ".png") for png in pngs]
