@@ -62,7 +62,11 @@ class RecoverySettings:
 def recovery_settings() -> RecoverySettings:
     return RecoverySettings(
         monitoring_poll_s=_env_int("STORYGEN_RUN_MONITORING_POLL_S", 30),
-        start_timeout_s=_env_int("STORYGEN_RUN_START_TIMEOUT_S", 180),
+        # In dev the restart sweep ends a dead predecessor's STARTING runs at once; this is
+        # for a worker that never comes up during a session. 180 s (Dagster's default) failed
+        # healthy runs here: 4 workers booting at once on 2 loaded cores took over 3 minutes,
+        # and each false timeout costs the request one of its attempts.
+        start_timeout_s=_env_int("STORYGEN_RUN_START_TIMEOUT_S", 600),
         cancel_timeout_s=_env_int("STORYGEN_RUN_CANCEL_TIMEOUT_S", 180),
         free_slots_after_s=_env_int("STORYGEN_RUN_FREE_SLOTS_AFTER_S", 60),
         request_max_runtime_s=_env_int("STORYGEN_REQUEST_MAX_RUNTIME_S", 3600),

@@ -1,8 +1,10 @@
 """What the request sensor and the nightly schedule share: validating queued requests into
-stories, and reconciling launches whose run id is not known yet."""
+stories, the tags of request runs, and reconciling request rows with their runs (run ids not
+known yet, launches that never happened, runs that ended while nobody was watching)."""
 
 import datetime as dt
 import json
+import math
 
 import dagster as dg
 import sqlalchemy as sa
@@ -16,8 +18,9 @@ from storygen_dagster.storage.repository import register_request
 RUN_KEY_TAG = "storygen/run_key"
 REQUEST_TAG = "storygen/request"
 # A launch with no run after this long never happened (daemon died mid-tick): retry it.
-# (STORYGEN_REQUEST_LAUNCH_GRACE_S overrides it; a retry asks for the same run key, which
-# Dagster launches at most once, so a short grace costs nothing for sensor launches.)
+# STORYGEN_REQUEST_LAUNCH_GRACE_S overrides it. A sensor retry asks for the same run key,
+# which Dagster launches at most once; a nightly row retried too early could get a sensor
+# run beside a late nightly run, so keep it well above the daemon's launch latency.
 LAUNCH_GRACE = dt.timedelta(minutes=5)
 STEP_FAILURE = "STEP_FAILURE"  # dagster/failure_reason of a run whose steps failed
 
@@ -31,7 +34,7 @@ def request_run_tags(stories: int = 1) -> dict[str, str]:
     limits = recovery_settings()
     return {
         "dagster/max_retries": "0",
-        "dagster/max_runtime": str(limits.request_max_runtime_s * max(1, -(-stories // 8))),
+        "dagster/max_runtime": str(limits.request_max_runtime_s * math.ceil(max(stories, 1) / 8)),
     }
 
 
