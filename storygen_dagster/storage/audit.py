@@ -65,7 +65,9 @@ COPY_ROWS = 64  # from this many rows on, COPY (several times faster than a batc
 def insert_rows(conn: sa.Connection, rows: list[dict]) -> int:
     if len(rows) >= COPY_ROWS:
         names = ", ".join(AUDIT_COLUMNS)
-        with conn.connection.driver_connection.cursor() as cur:
+        driver = conn.connection.driver_connection
+        assert driver is not None  # a connection in use holds its psycopg connection
+        with driver.cursor() as cur:
             with cur.copy(f"copy audit_log ({names}) from stdin") as copy:
                 for row in rows:
                     copy.write_row([row[c] for c in AUDIT_COLUMNS])

@@ -5,6 +5,7 @@ request: a `--fresh` call of the same request replaces the row (the latest call 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -79,7 +80,7 @@ def record(engine: sa.Engine, rec: CallRecord) -> None:
 def _record(engine: sa.Engine, rec: CallRecord) -> None:
     values = rec.row()
     stmt = insert(provider_calls).values(**values)
-    update = {k: stmt.excluded[k] for k in values if k != "cache_key"}
+    update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "cache_key"}
     update["created_at"] = sa.func.now()
     stmt = stmt.on_conflict_do_update(
         index_elements=[provider_calls.c.cache_key],
@@ -108,7 +109,7 @@ def _mark_succeeded(engine: sa.Engine, key: str) -> None:
 def story_spend(engine: sa.Engine, story_id: str) -> float:
     """USD recorded for a story's calls (failed calls that were billed included)."""
     with db_op("story_spend", story_id=story_id) as op, engine.connect() as conn:
-        total = conn.execute(
+        total: Decimal = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(provider_calls.c.cost_usd), 0)).where(
                 provider_calls.c.story_id == story_id
             )

@@ -5,7 +5,7 @@ changed field, all in one transaction."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,10 +174,15 @@ def edit_story(
     if moment is not None:
         scene_values["moment"] = _checked_text(_MOMENT, moment, "moment")
     owned = [*(["title"] if title is not None else []), *{p.split(".")[0] for p in fields}]
-    common = {"story_id": story_id, "source": "user", "updated_by": by, "run_id": None}
+    common: dict[str, Any] = {
+        "story_id": story_id,
+        "source": "user",
+        "updated_by": by,
+        "run_id": None,
+    }
     operation = db_op("edit_story", story_id=story_id, scene_id=scene_number)
     with operation as op, engine.begin() as conn:
-        row = (
+        found = (
             conn.execute(
                 sa.select(stories.c.title, *(stories.c[f] for f in STORY_FIELDS))
                 .where(stories.c.story_id == story_id)
@@ -186,8 +191,9 @@ def edit_story(
             .mappings()
             .one_or_none()
         )
-        if row is None:
+        if found is None:
             raise StoryNotFound(f"story_id {story_id!r} not found")
+        row: dict[str, Any] = dict(found)
         story_values = _story_values(row, story_id, title, fields)
         audit_rows = [
             r
@@ -196,7 +202,7 @@ def edit_story(
         ]
         changed = {r["field"] for r in audit_rows}
         if scene_values:
-            scene = (
+            found_scene = (
                 conn.execute(
                     sa.select(scenes.c.text, scenes.c.moment)
                     .where(scenes.c.story_id == story_id, scenes.c.scene_number == scene_number)
@@ -205,8 +211,8 @@ def edit_story(
                 .mappings()
                 .one_or_none()
             )
-            if scene is None:
-                numbers = conn.execute(
+            if found_scene is None:
+                numbers: Iterable[int] = conn.execute(
                     sa.select(scenes.c.scene_number)
                     .where(scenes.c.story_id == story_id)
                     .order_by(scenes.c.scene_number)
@@ -215,6 +221,7 @@ def edit_story(
                     f"scene_number: story {story_id!r} has no scene {scene_number} "
                     f"(its scenes: {', '.join(map(str, numbers)) or 'none yet'})"
                 )
+            scene: dict[str, Any] = dict(found_scene)
             scene_rows = [
                 r
                 for f, v in scene_values.items()
@@ -245,7 +252,7 @@ def edit_story(
             by,
             owned=[f for f in owned if f in changed],
         )
-        ids = []
+        ids: Iterable[int] = []
         if audit_rows:
             ids = conn.execute(
                 sa.insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True),

@@ -3,7 +3,7 @@ the checks need them (every read one logged DB operation)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from storygen_dagster.storage.tables import scenes, stories
 def load_requests(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, StoryRequest]:
     ids = list(story_ids)
     with db_op("load_requests", story_id=",".join(ids)) as op, engine.connect() as conn:
-        rows = conn.execute(
+        rows: Sequence[tuple[str, dict]] = conn.execute(
             sa.select(stories.c.story_id, stories.c.request).where(stories.c.story_id.in_(ids))
         ).all()
         op.rows = len(rows)
@@ -34,7 +34,7 @@ def load_stories(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, Struc
     ids = list(story_ids)
     with db_op("load_stories", story_id=",".join(ids)) as op, engine.connect() as conn:
         rows = conn.execute(sa.select(stories).where(stories.c.story_id.in_(ids))).mappings().all()
-        scene_rows = conn.execute(
+        scene_rows: Sequence[tuple[str, int, str]] = conn.execute(
             sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c.text)
             .where(scenes.c.story_id.in_(ids))
             .order_by(scenes.c.story_id, scenes.c.scene_number)

@@ -3,8 +3,10 @@ pending → queued → running → succeeded | failed | rejected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,7 +30,7 @@ def enqueue(
     engine: sa.Engine, payload: dict, *, story_id: str | None, requested_by: str, priority: int = 0
 ) -> int:
     with db_op("enqueue_request", story_id=story_id) as op, engine.begin() as conn:
-        new_id = conn.execute(
+        new_id: int = conn.execute(
             story_requests.insert()
             .values(
                 story_id=story_id, payload=payload, requested_by=requested_by, priority=priority
@@ -60,7 +62,7 @@ def read_requests(
             sa.or_(story_requests.c.status != "failed", story_requests.c.attempts < max_attempts)
         )
     with db_op("read_requests") as op, engine.connect() as conn:
-        rows = conn.execute(query).all()
+        rows: Sequence[tuple[int, str | None, dict, int, str]] = conn.execute(query).all()
         op.rows = len(rows)
     return [PendingRequest(*row) for row in rows]
 
@@ -102,10 +104,10 @@ def mark_queued(
     return op.rows
 
 
-def unresolved_launches(engine: sa.Engine) -> list[tuple[int, str, str, object]]:
+def unresolved_launches(engine: sa.Engine) -> list[tuple[int, str, str, dt.datetime]]:
     """Queued rows whose run id is not known yet: (id, story id, run key, updated_at)."""
     with db_op("unresolved_launches") as op, engine.connect() as conn:
-        rows = conn.execute(
+        rows: Sequence[tuple[int, str, str, dt.datetime]] = conn.execute(
             sa.select(
                 story_requests.c.id,
                 story_requests.c.story_id,
@@ -124,7 +126,7 @@ def resolve_launch(engine: sa.Engine, request_id: int, run_id: str | None) -> No
     """The run exists: record its id. It never launched (a crash after the rows were marked):
     back to pending, attempts restored, so the next tick launches it again."""
     with db_op("resolve_launch") as op, engine.begin() as conn:
-        values = (
+        values: dict[str, Any] = (
             {"run_id": run_id}
             if run_id
             else {
@@ -172,7 +174,7 @@ class ActiveLaunch:
 def active_launches(engine: sa.Engine) -> list[ActiveLaunch]:
     """Queued or running rows whose run id is known: the reconciler checks their runs."""
     with db_op("active_launches") as op, engine.connect() as conn:
-        rows = conn.execute(
+        rows: Sequence[tuple[int, str, str, int]] = conn.execute(
             sa.select(
                 story_requests.c.id,
                 story_requests.c.story_id,
@@ -208,7 +210,7 @@ def finish_from_stories(
     never runs beside it."""
     run_id = run_ids[0]
     with db_op("requests_finished", story_id=",".join(story_ids)) as op, engine.begin() as conn:
-        outcome = dict(
+        outcome: dict[str, str] = dict(
             conn.execute(
                 sa.select(
                     stories.c.story_id, sa.func.concat(stories.c.status, "|", stories.c.error)

@@ -4,6 +4,7 @@ many scene rows, as batched idempotent upserts in one transaction, keeping user 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import orjson
 import pandas as pd
@@ -78,7 +79,9 @@ def _scene_bulk_upsert(columns: tuple[str, ...]) -> sa.Insert:
 BULK_ROWS = 64
 
 
-def _execute_upsert(conn: sa.Connection, records: list[dict], columns: tuple[str, ...]) -> list:
+def _execute_upsert(
+    conn: sa.Connection, records: list[dict], columns: tuple[str, ...]
+) -> Sequence[int]:
     if len(records) < BULK_ROWS:
         return conn.execute(_scene_columns_upsert(columns), records).scalars().all()
     cols = _batch_columns(columns)
@@ -86,7 +89,9 @@ def _execute_upsert(conn: sa.Connection, records: list[dict], columns: tuple[str
     conn.exec_driver_sql(
         f"create temp table _scene_batch on commit drop as select {names} from scenes limit 0"
     )
-    with conn.connection.driver_connection.cursor() as cur:
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a connection in use holds its psycopg connection
+    with driver.cursor() as cur:
         with cur.copy(f"copy _scene_batch ({names}) from stdin") as copy:
             for rec in records:
                 copy.write_row(

@@ -7,7 +7,7 @@ profile, the book after any scene)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
@@ -42,10 +42,10 @@ def load_row_facts(
     their scenes: ({story_id: {...}}, {(story_id, scene_number): {...}})."""
     ids = list(story_ids)
     with db_op(f"load_{column}", story_id=",".join(ids)) as op, engine.connect() as conn:
-        story_rows = conn.execute(
+        story_rows: Sequence[tuple[str, dict | None]] = conn.execute(
             sa.select(stories.c.story_id, stories.c[column]).where(stories.c.story_id.in_(ids))
         ).all()
-        scene_rows = conn.execute(
+        scene_rows: Sequence[tuple[str, int, dict | None]] = conn.execute(
             sa.select(scenes.c.story_id, scenes.c.scene_number, scenes.c[column]).where(
                 scenes.c.story_id.in_(ids)
             )
@@ -109,14 +109,14 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
             why = None
         if why:
             items.append(_item("scene_moments", why, n))
-        if why or not all(fields.values()):
+        profile, style = fields["visual_profile"], fields["base_style"]
+        image_why: str | None
+        if why or not profile or not style:
             image_why = "upstream stale" if why else "upstream missing"
             if not row["image_uri"]:
                 image_why = "missing"
         else:
-            current = fp.scene_image(
-                story, fields["visual_profile"], fields["base_style"], row["moment"]
-            )
+            current = fp.scene_image(story, profile, style, row["moment"])
             image_why = value_state(current, fps.get("scene_images"), bool(row["image_uri"]))
             if not image_why and any(field_stale.values()):
                 image_why = "upstream stale"
@@ -160,8 +160,8 @@ def outdated_stories(
         story_query = story_query.where(stories.c.story_id.in_(ids))
         scene_query = scene_query.where(scenes.c.story_id.in_(ids))
     with db_op("outdated_stories") as op, engine.connect() as conn:
-        rows = conn.execute(story_query).all()
-        scene_rows = conn.execute(scene_query).all()
+        rows: Sequence[tuple[str, dict | None]] = conn.execute(story_query).all()
+        scene_rows: Sequence[tuple[str, int, dict | None]] = conn.execute(scene_query).all()
         op.rows = len(rows) + len(scene_rows)
     provs: dict[str, list[tuple[str, int | None, dict]]] = {}
     for sid, prov in rows:
@@ -173,8 +173,8 @@ def outdated_stories(
                 provs.setdefault(sid, []).append((asset, n, p))
     for sid in sorted(provs):
         reasons = []
-        for asset, n, p in provs[sid]:
-            where = asset if n is None else f"{asset} scene {n}"
+        for asset, scene_number, p in provs[sid]:
+            where = asset if scene_number is None else f"{asset} scene {scene_number}"
             prompt = PROMPT_OF.get(asset)
             if prompt and p.get("prompt_version") not in (None, PROMPT_VERSIONS[prompt]):
                 reasons.append(

@@ -87,7 +87,7 @@ def save_structured_story(
     with db_op("save_structured_story", story_id=story_id) as op, engine.begin() as conn:
         # Old values (and who owns them) read and locked in this transaction, so the kept
         # edits and the audit rows describe exactly this change.
-        old_story = (
+        found = (
             conn.execute(
                 sa.select(*(stories.c[f] for f in ai_fields), stories.c.field_sources)
                 .where(stories.c.story_id == story_id)
@@ -96,8 +96,9 @@ def save_structured_story(
             .mappings()
             .one_or_none()
         )
-        if old_story is None:
+        if found is None:
             raise StoryNotFound(f"story_id {story_id!r} has no request row")
+        old_story: dict[str, Any] = dict(found)
         old_scenes = {
             r["scene_number"]: r
             for r in conn.execute(
@@ -111,17 +112,17 @@ def save_structured_story(
         scene_rows = []
         for s in story.scenes:
             old = old_scenes.get(s.scene_number)
-            keep = old is not None and user_owned(
-                old["field_sources"], ["text"], overwrite_user_edits
-            )
-            if keep:
+            if old is not None and user_owned(old["field_sources"], ["text"], overwrite_user_edits):
                 kept.add(f"text@{s.scene_number}")
+                text, sources = old["text"], {}
+            else:
+                text, sources = s.text, {"text": "ai"}
             scene_rows.append(
                 {
                     "story_id": story_id,
                     "scene_number": s.scene_number,
-                    "text": old["text"] if keep else s.text,
-                    "field_sources": {} if keep else {"text": "ai"},
+                    "text": text,
+                    "field_sources": sources,
                     "input_fingerprints": fingerprints,
                 }
             )
@@ -184,7 +185,7 @@ def save_structured_story(
             conn,
             story_id=story_id,
             asset="structured_story",
-            old=dict(old_story),
+            old=old_story,
             new=story_fields,
             **common,
         )

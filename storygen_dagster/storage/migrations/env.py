@@ -14,7 +14,10 @@ MIGRATION_LOCK_ID = 7_340_021
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        url = context.config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("alembic needs a connection or sqlalchemy.url")
+        engine = create_engine(url)
         with engine.connect() as connection:
             _migrate(connection)
     else:
