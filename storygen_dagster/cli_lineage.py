@@ -50,7 +50,7 @@ def _report_edit(ctx: Context, instance, story_id: str, changes: list[dict], by:
     for change in changes:
         assets.setdefault(change["asset"], []).append(change)
     for asset, rows in assets.items():
-        metadata = {
+        metadata: dict[str, dg.RawMetadataValue] = {
             "source": "user",
             "updated_by": by,
             "fields": dg.MetadataValue.json(sorted({r["field"] for r in rows})),
@@ -114,7 +114,7 @@ def edit(
     as_json: bool,
 ) -> None:
     """Edit a story by hand: AI re-runs keep the edit; the audit log and lineage record it."""
-    from storygen_dagster.defs.partitions import story_partitions
+    from storygen_dagster.defs.partitions import STORY_PARTITIONS_NAME
     from storygen_dagster.storage.edits import EditError, edit_story
     from storygen_dagster.storage.reads import story_overview
     from storygen_dagster.storage.repository import StoryNotFound
@@ -124,7 +124,7 @@ def edit(
     if story_overview(ctx.engine, story_id).empty:
         raise click.ClickException(f"story_id {story_id!r} not found")
     instance = ctx.instance()
-    if not instance.has_dynamic_partition(story_partitions.name, story_id):
+    if not instance.has_dynamic_partition(STORY_PARTITIONS_NAME, story_id):
         raise click.ClickException(
             f"story_id {story_id!r} is not a partition of the Dagster instance: "
             f"generate it first (`storygen run {story_id}`)"

@@ -4,12 +4,12 @@ one in-process run per contiguous range of the wanted partition keys."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
-from storygen_dagster.defs.partitions import story_partitions
+from storygen_dagster.defs.partitions import STORY_PARTITIONS_NAME
 from storygen_dagster.domain.ids import validate_story_id
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -36,17 +36,17 @@ def missing_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> li
     """The validated ids, in order and once each, that are not partitions yet."""
     for sid in story_ids:
         validate_story_id(sid)
-    existing = set(instance.get_dynamic_partitions(story_partitions.name))
+    existing = set(instance.get_dynamic_partitions(STORY_PARTITIONS_NAME))
     return [sid for sid in dict.fromkeys(story_ids) if sid not in existing]
 
 
 def ensure_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> None:
     missing = missing_partitions(instance, story_ids)
     if missing:
-        instance.add_dynamic_partitions(story_partitions.name, missing)
+        instance.add_dynamic_partitions(STORY_PARTITIONS_NAME, missing)
 
 
-def contiguous_ranges(ordered_keys: list[str], wanted: list[str]) -> list[list[str]]:
+def contiguous_ranges(ordered_keys: Sequence[str], wanted: list[str]) -> list[list[str]]:
     """Group `wanted` into runs of keys adjacent in the partition order, so one run covers
     each group exactly (a range run takes every key between its start and end)."""
     wanted_set = set(wanted)
@@ -79,7 +79,7 @@ def materialize_stories(
     `console_level` is the threshold of Dagster's own console lines."""
     ensure_partitions(instance, story_ids)
     job = defs.resolve_job_def("storybook_job")
-    ordered = instance.get_dynamic_partitions(story_partitions.name)
+    ordered = instance.get_dynamic_partitions(STORY_PARTITIONS_NAME)
     selection = [dg.AssetKey(a) for a in assets] if assets else None
     outcomes = []
     for group in contiguous_ranges(ordered, story_ids):

@@ -1,4 +1,5 @@
 import dagster as dg
 
 # One partition per story; keys are validated story ids (domain.ids) before they are added.
-story_partitions = dg.DynamicPartitionsDefinition(name="stories")
+STORY_PARTITIONS_NAME = "stories"
+story_partitions = dg.DynamicPartitionsDefinition(name=STORY_PARTITIONS_NAME)

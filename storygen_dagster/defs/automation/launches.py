@@ -10,6 +10,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from storygen_dagster.defs.partitions import STORY_PARTITIONS_NAME
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.recovery import recovery_settings
 from storygen_dagster.storage import requests as queue
@@ -64,15 +65,14 @@ def accept(engine: sa.Engine, row: queue.PendingRequest, by: str) -> str | None:
             f"story_id: payload says {payload['story_id']!r}, row says {row.story_id!r}",
         )
         return None
+    story_id = row.story_id or payload.get("story_id") or f"req-{row.id}"
     try:
-        request = StoryRequest.model_validate(
-            {**payload, "story_id": row.story_id or payload.get("story_id") or f"req-{row.id}"}
-        )
+        request = StoryRequest.model_validate({**payload, "story_id": story_id})
     except ValidationError as exc:
         queue.reject(engine, row.id, row.story_id, format_errors(exc))
         return None
-    register_request(engine, request.story_id, request, by=by)
-    return request.story_id
+    register_request(engine, story_id, request, by=by)
+    return story_id
 
 
 def reconcile(
@@ -145,7 +145,7 @@ def run_story_ids(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[str]
     end = tags.get("dagster/asset_partition_range_end")
     if not (start and end):
         return []
-    keys = instance.get_dynamic_partitions("stories")
+    keys = list(instance.get_dynamic_partitions(STORY_PARTITIONS_NAME))
     if start not in keys or end not in keys:
         return []
     return keys[keys.index(start) : keys.index(end) + 1]

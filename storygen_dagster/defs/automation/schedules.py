@@ -5,7 +5,7 @@ import dagster as dg
 
 from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, accept, request_run_tags
 from storygen_dagster.defs.jobs import storybook_job
-from storygen_dagster.defs.partitions import story_partitions
+from storygen_dagster.defs.partitions import STORY_PARTITIONS_NAME
 from storygen_dagster.defs.resources import StoryDatabase
 from storygen_dagster.pipeline import RANGE_END, RANGE_START, contiguous_ranges, ensure_partitions
 from storygen_dagster.settings import get_settings
@@ -39,7 +39,7 @@ def nightly_stories(context: dg.ScheduleEvaluationContext, db: StoryDatabase):
         return dg.SkipReason(f"no pending or retryable requests ({len(rows)} read)")
     instance = context.instance
     ensure_partitions(instance, list(accepted))
-    ordered = instance.get_dynamic_partitions(story_partitions.name)
+    ordered = instance.get_dynamic_partitions(STORY_PARTITIONS_NAME)
     tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
     run_requests, launches = [], []
     for group in contiguous_ranges(ordered, list(accepted)):

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
+from typing import Any
 
 import dagster as dg
 
@@ -49,8 +50,12 @@ from storygen_dagster.storage import repository as repo
 
 log = logging.getLogger("storygen.pipeline")
 
-_STORY = {"group_name": "story", "kinds": {"python", "postgres"}, "skippable": True}
-_IMAGES = {"group_name": "images", "kinds": {"python", "postgres", "s3"}, "skippable": True}
+_STORY: dict[str, Any] = {"group_name": "story", "kinds": {"python", "postgres"}, "skippable": True}
+_IMAGES: dict[str, Any] = {
+    "group_name": "images",
+    "kinds": {"python", "postgres", "s3"},
+    "skippable": True,
+}
 
 SPECS = [
     dg.AssetSpec(

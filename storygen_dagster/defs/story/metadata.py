@@ -21,7 +21,9 @@ def fact_value(value: Any) -> dg.MetadataValue:
         return dg.MetadataValue.md(str(value))
     if isinstance(value, Uri):
         return dg.MetadataValue.path(str(value))
-    if isinstance(value, bool | dict | list):
+    if isinstance(value, bool):  # before int: a bool is an int
+        return dg.MetadataValue.bool(value)
+    if isinstance(value, dict | list):
         return dg.MetadataValue.json(value)
     if isinstance(value, int):
         return dg.MetadataValue.int(value)
@@ -35,7 +37,7 @@ def provenance_metadata(
 ) -> dict[str, dg.MetadataValue]:
     """The facts of one story's materialization of one asset (summed over its calls)."""
     first = provs[0]
-    meta = {
+    meta: dict[str, dg.MetadataValue] = {
         "source": dg.MetadataValue.text(first.source),
         "updated_by": dg.MetadataValue.text(by),
         "provider": dg.MetadataValue.text(first.provider),
