@@ -56,15 +56,15 @@ def _story_rows(ctx: Context, story_ids: list[str]) -> list[dict]:
     from storygen_dagster.storage.reads import story_overview
 
     frame = story_overview(ctx.engine)
-    frame = frame[frame["story_id"].isin(story_ids)].set_index("story_id")
+    found = frame[frame["story_id"].isin(story_ids)].set_index("story_id").to_dict("index")
     return [
         {
             "story_id": sid,
-            "title": frame.at[sid, "title"] if sid in frame.index else None,
-            "scenes": int(frame.at[sid, "scenes"]) if sid in frame.index else 0,
-            "book": frame.at[sid, "book"] if sid in frame.index else None,
-            "status": frame.at[sid, "status"] if sid in frame.index else "unknown",
-            "error": frame.at[sid, "error"] if sid in frame.index else None,
+            "title": found[sid]["title"] if sid in found else None,
+            "scenes": int(found[sid]["scenes"]) if sid in found else 0,
+            "book": found[sid]["book"] if sid in found else None,
+            "status": found[sid]["status"] if sid in found else "unknown",
+            "error": found[sid]["error"] if sid in found else None,
         }
         for sid in story_ids
     ]
@@ -103,6 +103,7 @@ def _generate(
     # ends the command with one error line instead of hanging in Dagster's storage retries.
     with exit_if_database_lost(ctx.url):
         for request in requests:
+            assert request.story_id is not None  # parse_request always sets one
             register_request(ctx.engine, request.story_id, request, by="cli")
         spent_before = spend_by_story(ctx.engine, ids)
         tags = {"storygen/source": "cli", **(run_tags or {})}

@@ -4,7 +4,7 @@ Dagster event log, so it takes the instance; the storage tables stay the source 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -41,21 +41,25 @@ def _materializations(
 
 
 def _metadata(record: dg.EventLogRecord) -> dict[str, Any]:
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    materialization = record.asset_materialization
+    assert materialization is not None  # a record from fetch_materializations
+    return {k: v.value for k, v in materialization.metadata.items()}
 
 
 def _provenance(engine: sa.Engine, story_id: str) -> dict[tuple[str, int | None], dict]:
     """Per (asset, scene_number) the provenance of the latest AI generation."""
     with engine.connect() as conn:
-        story = conn.execute(
+        story: dict | None = conn.execute(
             sa.select(stories.c.provenance).where(stories.c.story_id == story_id)
         ).scalar_one_or_none()
-        scene_rows = conn.execute(
+        scene_rows: Sequence[tuple[int, dict]] = conn.execute(
             sa.select(scenes.c.scene_number, scenes.c.provenance).where(
                 scenes.c.story_id == story_id
             )
         ).all()
-    found = {(asset, None): prov for asset, prov in (story or {}).items()}
+    found: dict[tuple[str, int | None], dict] = {
+        (asset, None): prov for asset, prov in (story or {}).items()
+    }
     for number, provs in scene_rows:
         found.update({(asset, number): prov for asset, prov in provs.items()})
     return found
@@ -97,9 +101,9 @@ def story_history(engine: sa.Engine, instance: dg.DagsterInstance, story_id: str
         entry = {**r, "at": r["at"].isoformat(), **dict.fromkeys(RUN_FACTS)}
         entry.update(lineage=None, materialization_id=None)
         if r["source"] == "ai":
-            meta = by_run.get((r["asset"], r["run_id"]))
-            if meta is not None:
-                entry.update({k: meta.get(k) or None for k in RUN_FACTS}, lineage="event_log")
+            run_meta = by_run.get((r["asset"], r["run_id"]))
+            if run_meta is not None:
+                entry.update({k: run_meta.get(k) or None for k in RUN_FACTS}, lineage="event_log")
             elif latest_ai[(r["asset"], r["field"], r["scene_number"])] == r["id"]:
                 # No event (run on another instance, or a failed step): the row's provenance
                 # still describes the latest AI value.

@@ -36,8 +36,10 @@ async def scene_moments(run: StoryRun, sid: str, story) -> None:
         if "moment" not in owned.get(s.scene_number, ())
     }
     if run.options.stale_only:
-        _, stored = await run.stored_fingerprints(sid)
-        wanted = {n: f for n, f in wanted.items() if needs_build(f, stored.get(n, {}).get(MOMENTS))}
+        _, stored_fps = await run.stored_fingerprints(sid)
+        wanted = {
+            n: f for n, f in wanted.items() if needs_build(f, stored_fps.get(n, {}).get(MOMENTS))
+        }
     if not wanted:
         return
     numbers = sorted(wanted)
@@ -112,8 +114,10 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
     run.check(sid, IMAGES, "prompt_budget", prompt_budget_problems(prompts, budget))
     wanted = {r["scene_number"]: fp.scene_image(story, profile, style, r["moment"]) for r in rows}
     if run.options.stale_only:
-        _, stored = await run.stored_fingerprints(sid)
-        wanted = {n: f for n, f in wanted.items() if needs_build(f, stored.get(n, {}).get(IMAGES))}
+        _, stored_fps = await run.stored_fingerprints(sid)
+        wanted = {
+            n: f for n, f in wanted.items() if needs_build(f, stored_fps.get(n, {}).get(IMAGES))
+        }
         if not wanted:
             return
     texts = {r["scene_number"]: r["text"] for r in rows}
