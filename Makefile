@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench dev
+.PHONY: install demo test test-fast lint bench dev
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 # those of another session still running (the embedded Postgres lives in one).
 test: $(STAMP)
 	$(PY) -m pytest --basetemp=$(CURDIR)/.pytest-tmp
+
+# The unit tier (no database, no server, no process; tests/conftest.py sets the tiers).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m unit --basetemp=$(CURDIR)/.pytest-tmp-fast
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -35,7 +35,7 @@ from tests.conftest import TEST_HEIGHT, TEST_WIDTH
 from tests.fakes.helpers import CHAT_MODEL, FAST, IMAGE_MODEL, KEY
 from tests.fakes.provider_server import FakeProvider
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 OUTAGE_S = 10.0
 # dagster-postgres retries a failed connect 5 times, 0.2 s * (2**n - 1) apart: ~11.4 s in all.

@@ -29,3 +29,9 @@ def upgrade(url: str, revision: str = "heads") -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     _done.add(url)
+
+
+def mark_current(url: str) -> None:
+    """Record that the database at `url` is already at heads (e.g. a copy of a migrated
+    template database): `upgrade` then skips it in this process."""
+    _done.add(url)
