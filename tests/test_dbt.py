@@ -4,6 +4,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 from dagster_dbt import DbtCliResource
+from sqlalchemy.engine import make_url
 
 from storygen_dagster.definitions import build_definitions
 from storygen_dagster.defs.dbt.project import apply_dbt_env, dbt_executable, dbt_project
@@ -12,19 +13,28 @@ from storygen_dagster.pipeline import materialize_stories
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.edits import edit_story
 
+IDS = ["dbt-a", "dbt-b", "dbt-c"]
 
-@pytest.fixture()
-def built(database_url, engine, resources, instance, monkeypatch):
-    for key in ("HOST", "PORT", "USER", "PASSWORD", "DBNAME"):
-        monkeypatch.delenv(f"STORYGEN_DBT_{key}", raising=False)
+
+@pytest.fixture(scope="module")
+def built_copy(make_database):
+    """The database the first test of this module built (three stories, an edit, a ledger row,
+    the analytics job): a pipeline run and a dbt build are most of this module's time, so the
+    other tests start from a copy of it instead of building again."""
+    saved: dict[str, str] = {}
+    yield saved
+    if saved:
+        make_database.drop_now(saved["name"])
+
+
+def _build(database_url, engine, resources, instance) -> None:
     defs = build_definitions(
         {
             **resources,
             "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
         }
     )
-    ids = ["dbt-a", "dbt-b", "dbt-c"]
-    for i, sid in enumerate(ids):
+    for i, sid in enumerate(IDS):
         repo.register_request(
             engine,
             sid,
@@ -36,7 +46,7 @@ def built(database_url, engine, resources, instance, monkeypatch):
             ),
             "t",
         )
-    assert all(o.success for o in materialize_stories(defs, instance, ids))
+    assert all(o.success for o in materialize_stories(defs, instance, IDS))
     edit_story(engine, "dbt-b", by="ana", scene_number=2, moment="a kite over the hill")
     with engine.begin() as conn:
         # A ledger row with a known price, as a real provider would have written it.
@@ -53,7 +63,26 @@ def built(database_url, engine, resources, instance, monkeypatch):
     apply_dbt_env(database_url)
     result = defs.resolve_job_def("analytics_job").execute_in_process(instance=instance)
     assert result.success
-    return ids
+
+
+@pytest.fixture()
+def built(database_url, engine, resources, instance, monkeypatch, make_database, built_copy):
+    """This test's own database holds the built stories and the analytics models."""
+    for key in ("HOST", "PORT", "USER", "PASSWORD", "DBNAME"):
+        monkeypatch.delenv(f"STORYGEN_DBT_{key}", raising=False)
+    name = make_url(database_url).database
+    if built_copy:
+        # Same name, the built content: this test's engine and resources stay valid.
+        engine.dispose()
+        make_database.execute(f'drop database "{name}" with (force)')
+        make_database.execute(f'create database "{name}" template "{built_copy["name"]}"')
+        apply_dbt_env(database_url)
+    else:
+        _build(database_url, engine, resources, instance)
+        engine.dispose()  # a template database has no open connections
+        copy = make_database(template=name)
+        built_copy["name"] = make_url(copy).database
+    return IDS
 
 
 def test_fct_stories_has_one_correct_row_per_story(built, engine):
