@@ -26,7 +26,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m unit --basetemp=$(CURDIR)/.pytest-tmp-fast
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) -m bench
