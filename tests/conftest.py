@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -221,3 +222,40 @@ def _unit_tests_stay_in_process(request, monkeypatch):
     monkeypatch.setattr(psycopg, "connect", refuse("connects to Postgres"))
     monkeypatch.setattr(psycopg.Connection, "connect", refuse("connects to Postgres"))
     monkeypatch.setattr(psycopg2, "connect", refuse("connects to Postgres"))
+
+
+def storygen(args, env, cwd, stdin=None, timeout=300) -> subprocess.CompletedProcess:
+    """The `storygen` command in its own process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "storygen_dagster.cli", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture()
+def cli_env(tmp_path, database_url):
+    """The environment for a `storygen` subprocess: none of this shell's STORYGEN_/DAGSTER_
+    settings, the test's database and a home of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
+    env.update(STORYGEN_DATABASE_URL=database_url, STORYGEN_HOME=str(tmp_path / "home"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3 server on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.dev_process import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

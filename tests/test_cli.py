@@ -3,8 +3,6 @@ instance on dagster-postgres)."""
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -13,26 +11,7 @@ import sqlalchemy as sa
 
 from storygen_dagster.domain.images import inspect_png
 from storygen_dagster.storage.db import get_engine
-
-
-def storygen(args, env, cwd, stdin=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "storygen_dagster.cli", *args],
-        env=env,
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture()
-def cli_env(tmp_path, database_url):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
-    env.update(STORYGEN_DATABASE_URL=database_url, STORYGEN_HOME=str(tmp_path / "home"))
-    return env
+from tests.conftest import storygen
 
 
 def _check_books(payload, width=1024, height=768):

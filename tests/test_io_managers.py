@@ -2,7 +2,6 @@
 through them load back the same (local folder and moto's S3 server), a downstream asset gets a
 range as {story_id: value}."""
 
-import socket
 import uuid
 
 import dagster as dg
@@ -183,23 +182,6 @@ def test_catalog_in_the_same_run_as_its_stories_is_skipped(instance, engine, tes
     assert skipped == ["story_catalog"]
     materialized = instance.get_materialized_partitions(dg.AssetKey("story_catalog"))
     assert materialized == set()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from storygen_dagster.cli import main
 from storygen_dagster.logs import detach_handlers
 from storygen_dagster.storage import call_cache
-from tests.fakes.helpers import CHAT_MODEL, IMAGE_MODEL, KEY
+from tests.fakes.helpers import KEY, fake_provider_vars
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -21,16 +21,7 @@ def cli_env(fake, provider_env, database_url, tmp_path):
         "STORYGEN_DATABASE_URL": database_url,
         "STORYGEN_HOME": str(tmp_path / "home"),
         "DAGSTER_HOME": str(tmp_path / "dagster"),  # a throwaway instance for this test
-        "STORYGEN_LLM_PROVIDER": "openai",
-        "STORYGEN_LLM_BASE_URL": fake.url,
-        "STORYGEN_LLM_API_KEY": KEY,
-        "STORYGEN_LLM_MODEL": CHAT_MODEL,
-        "STORYGEN_IMAGE_PROVIDER": "together",
-        "STORYGEN_IMAGE_BASE_URL": fake.url,
-        "STORYGEN_IMAGE_API_KEY": KEY,
-        "STORYGEN_IMAGE_MODEL": IMAGE_MODEL,
-        "STORYGEN_IMAGE_WIDTH": "320",
-        "STORYGEN_IMAGE_HEIGHT": "240",
+        **fake_provider_vars(fake),
     }
     (tmp_path / "dagster").mkdir()
     for name, value in env.items():

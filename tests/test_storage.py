@@ -1,7 +1,6 @@
 """Storage on real Postgres and real object stores (local folder, moto's S3 server)."""
 
 import logging
-import socket
 
 import pandas as pd
 import pytest
@@ -122,23 +121,6 @@ def test_local_object_store_is_content_addressed_and_atomic(tmp_path):
         store.key_for("images", "../s", b"x", ".png")
     with pytest.raises(ValueError, match=r"\.\."):
         store.get("images/../../etc/passwd")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture()

@@ -45,3 +45,20 @@ def image_resource(fake: FakeProvider, **overrides) -> ImageServiceResource:
         height=TEST_HEIGHT,
     )
     return ImageServiceResource(**{**fields, **overrides})
+
+
+def fake_provider_vars(fake: FakeProvider) -> dict[str, str]:
+    """The STORYGEN_* settings that point the real chat and image providers at the fake (what a
+    `storygen` process reads), at the tests' small picture size."""
+    return {
+        "STORYGEN_LLM_PROVIDER": "openai",
+        "STORYGEN_LLM_BASE_URL": fake.url,
+        "STORYGEN_LLM_API_KEY": KEY,
+        "STORYGEN_LLM_MODEL": CHAT_MODEL,
+        "STORYGEN_IMAGE_PROVIDER": "together",
+        "STORYGEN_IMAGE_BASE_URL": fake.url,
+        "STORYGEN_IMAGE_API_KEY": KEY,
+        "STORYGEN_IMAGE_MODEL": IMAGE_MODEL,
+        "STORYGEN_IMAGE_WIDTH": str(TEST_WIDTH),
+        "STORYGEN_IMAGE_HEIGHT": str(TEST_HEIGHT),
+    }
