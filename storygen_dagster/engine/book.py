@@ -10,7 +10,6 @@ from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.book import Page, render_book
 from storygen_dagster.domain.checks import story_texts, unsafe_terms
 from storygen_dagster.domain.models import Provenance
-from storygen_dagster.domain.plan import needs_build
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built, Uri
 from storygen_dagster.engine.versions import images_version, story_version
@@ -50,10 +49,8 @@ async def storybook(run: StoryRun, sid: str) -> None:
         story.story_meta.story_title,
         [(r["scene_number"], r["text"], r["image_sha256"]) for r in rows],
     )
-    if run.options.stale_only:
-        stored, _ = await run.stored_fingerprints(sid)
-        if not needs_build(fingerprint, stored.get(BOOK)):
-            return
+    if await run.skip_current(sid, BOOK, fingerprint):
+        return
     started = time.perf_counter()
     html = render_book(sid, story, pages, run.width, run.height).encode()
     store = run.deps.store

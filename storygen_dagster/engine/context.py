@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from storygen_dagster.domain.models import StructuredStory
-from storygen_dagster.domain.plan import user_owned
+from storygen_dagster.domain.plan import needs_build, user_owned
 from storygen_dagster.engine.deps import RunOptions, StoryDeps
 from storygen_dagster.engine.outcomes import Built, CheckOutcome, Reporter, StageError
 from storygen_dagster.providers.base import CallContext
@@ -96,6 +96,20 @@ class StoryRun:
 
     async def stored_fingerprints(self, sid: str) -> tuple[dict, dict[int, dict]]:
         return await self.row_facts(sid, "input_fingerprints")
+
+    async def skip_current(self, sid: str, asset: str, fingerprint: str) -> bool:
+        """With --stale-only: the story-level value is built from these inputs already."""
+        if not self.options.stale_only:
+            return False
+        stored, _ = await self.stored_fingerprints(sid)
+        return not needs_build(fingerprint, stored.get(asset))
+
+    async def scenes_to_build(self, sid: str, asset: str, wanted: dict[int, str]) -> dict[int, str]:
+        """`wanted` (scene -> input fingerprint), less the scenes --stale-only finds current."""
+        if not self.options.stale_only:
+            return wanted
+        _, stored = await self.stored_fingerprints(sid)
+        return {n: f for n, f in wanted.items() if needs_build(f, stored.get(n, {}).get(asset))}
 
     async def user_owned(self, sid: str) -> tuple[set[str], dict[int, set[str]]]:
         """Fields a user edited last (kept on AI re-runs unless overwrite): their provider

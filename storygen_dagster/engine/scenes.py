@@ -14,7 +14,6 @@ from storygen_dagster.domain.compose import compose_image_prompt
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbnail_jpeg
 from storygen_dagster.domain.models import BaseStyle, Provenance, VisualProfile
-from storygen_dagster.domain.plan import needs_build
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built, Markdown, Uri
 from storygen_dagster.engine.versions import (
@@ -35,11 +34,7 @@ async def scene_moments(run: StoryRun, sid: str, story) -> None:
         for s in story.scenes
         if "moment" not in owned.get(s.scene_number, ())
     }
-    if run.options.stale_only:
-        _, stored_fps = await run.stored_fingerprints(sid)
-        wanted = {
-            n: f for n, f in wanted.items() if needs_build(f, stored_fps.get(n, {}).get(MOMENTS))
-        }
+    wanted = await run.scenes_to_build(sid, MOMENTS, wanted)
     if not wanted:
         return
     numbers = sorted(wanted)
@@ -113,13 +108,9 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
     }
     run.check(sid, IMAGES, "prompt_budget", prompt_budget_problems(prompts, budget))
     wanted = {r["scene_number"]: fp.scene_image(story, profile, style, r["moment"]) for r in rows}
-    if run.options.stale_only:
-        _, stored_fps = await run.stored_fingerprints(sid)
-        wanted = {
-            n: f for n, f in wanted.items() if needs_build(f, stored_fps.get(n, {}).get(IMAGES))
-        }
-        if not wanted:
-            return
+    wanted = await run.scenes_to_build(sid, IMAGES, wanted)
+    if not wanted:
+        return
     texts = {r["scene_number"]: r["text"] for r in rows}
     outcomes = await asyncio.gather(
         *(_image(run, sid, n, texts[n], prompts[n], wanted[n]) for n in sorted(wanted))

@@ -9,7 +9,6 @@ import logging
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.checks import required_field_problems, scene_count_problems
 from storygen_dagster.domain.models import StoryRequest
-from storygen_dagster.domain.plan import needs_build
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built
 from storygen_dagster.engine.versions import field_version, story_version
@@ -29,10 +28,8 @@ async def structured_story(run: StoryRun, sid: str) -> None:
         request = StoryRequest(story_id=sid)
         await asyncio.to_thread(repo.register_request, run.engine, sid, request, by)
     fingerprint = fp.structured_story(request)
-    if run.options.stale_only:
-        stored, _ = await run.stored_fingerprints(sid)
-        if not needs_build(fingerprint, stored.get(STRUCTURED)):
-            return
+    if await run.skip_current(sid, STRUCTURED, fingerprint):
+        return
     result = await run.deps.llm.generate_structured_story(request, run.call(sid, STRUCTURED))
     prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
     await asyncio.to_thread(
@@ -76,10 +73,8 @@ async def story_field(run: StoryRun, sid: str, story, name: str) -> None:
         log.info("kept user edit, no call", extra={"story_id": sid, "asset": name})
         return
     fingerprint = fp.story_level(name, story)
-    if run.options.stale_only:
-        stored, _ = await run.stored_fingerprints(sid)
-        if not needs_build(fingerprint, stored.get(name)):
-            return
+    if await run.skip_current(sid, name, fingerprint):
+        return
     result = await getattr(run.deps.llm, f"generate_{name}")(story, run.call(sid, name))
     prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
     await asyncio.to_thread(
