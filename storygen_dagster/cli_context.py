@@ -1,9 +1,13 @@
-"""The CLI's shared state: the settings, and the database and Dagster instance opened lazily
-(so `--help` and bad input touch nothing)."""
+"""The CLI's shared state (the settings, and the database and Dagster instance opened lazily,
+so `--help` and bad input touch nothing) and its group, which turns a lost database into one
+error line."""
 
 from __future__ import annotations
 
+import click
+
 from storygen_dagster.settings import get_settings
+from storygen_dagster.storage.db import EXIT_DATABASE_UNREACHABLE
 
 
 class Context:
@@ -33,3 +37,34 @@ class Context:
         from storygen_dagster.instance import get_instance
 
         return get_instance(self.settings, self.url)
+
+
+class DatabaseUnreachable(click.ClickException):
+    exit_code = EXIT_DATABASE_UNREACHABLE
+
+
+class StorygenGroup(click.Group):
+    """Turns a lost or unreachable database, wherever a command meets it, into one error
+    line naming the (masked) database URL."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if isinstance(exc, click.ClickException | click.exceptions.Exit | click.Abort):
+                raise
+            from storygen_dagster.storage.db import is_connection_error
+
+            if not is_connection_error(exc):
+                raise
+            raise DatabaseUnreachable(_unreachable_message(ctx.obj, exc)) from exc
+
+
+def _unreachable_message(obj: Context | None, exc: BaseException) -> str:
+    from storygen_dagster.storage.db import mask_url
+
+    settings = obj.settings if obj is not None else get_settings()
+    url = getattr(obj, "_url", None) or settings.database_url
+    where = mask_url(url) if url else f"embedded server in {settings.home_dir / 'pgdata'}"
+    detail = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return f"the database is unreachable ({where}): {detail.strip()}"
