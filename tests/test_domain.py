@@ -15,7 +15,8 @@ from storygen_dagster.domain.models import (
     VisualProfile,
 )
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS, render_prompt
-from storygen_dagster.providers.offline import paint_scene, story_for
+from storygen_dagster.providers.offline import story_for
+from storygen_dagster.providers.offline_painter import paint_scene
 
 
 def _fields(exc: ValidationError) -> set[str]:

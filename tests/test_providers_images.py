@@ -93,7 +93,7 @@ def test_jpeg_reply_is_converted_to_png(fake, provider_env, engine, store):
 
     from PIL import Image
 
-    from storygen_dagster.providers.offline import paint_scene
+    from storygen_dagster.providers.offline_painter import paint_scene
 
     png = paint_scene("x", TEST_WIDTH, TEST_HEIGHT, 1)
     jpeg = io.BytesIO()

@@ -29,6 +29,7 @@ from PIL import Image
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.providers import offline
+from storygen_dagster.providers.offline_painter import paint_scene
 from tests.fakes.schema_model import add_quirks, conform, reply_from_schema
 
 
@@ -207,9 +208,9 @@ class FakeProvider:
         png = fault.get("png")
         if png is None and self.reuse_images:
             if (width, height) not in self._painted:
-                self._painted[(width, height)] = offline.paint_scene("a fox", width, height, 7)
+                self._painted[(width, height)] = paint_scene("a fox", width, height, 7)
             png = self._painted[(width, height)]
-        png = png or offline.paint_scene(body["prompt"], width, height, 7)
+        png = png or paint_scene(body["prompt"], width, height, 7)
         if body.get("response_format") == "url":
             name = f"img{len(self.files)}.png"
             self.files[name] = png
