@@ -5,15 +5,15 @@ import pytest
 import sqlalchemy as sa
 
 from storygen_dagster.defs.story.assets import story_assets
+from storygen_dagster.domain.assets import ASSETS
 from storygen_dagster.domain.images import inspect_png
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
-from storygen_dagster.storage.staleness import ASSET_ORDER
 from tests.conftest import TEST_HEIGHT, TEST_WIDTH
 
-KEYS = [dg.AssetKey(k) for k in ASSET_ORDER]
+KEYS = [dg.AssetKey(k) for k in ASSETS]
 
 
 def _add(instance, engine, sid: str, **fields) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from storygen_dagster.domain.assets import models_by_asset
 from storygen_dagster.domain.checks import (
     prompt_budget_problems,
     required_field_problems,
@@ -20,16 +21,12 @@ from storygen_dagster.storage import reads
 from storygen_dagster.storage.staleness import out_of_date
 
 
-def current_models(run: StoryRun) -> dict[str, str]:
-    llm, images = run.deps.llm.model, run.deps.images.model
-    return {**{a: llm for a in ASSETS[:4]}, IMAGES: images}
-
-
 async def up_to_date(run: StoryRun, sid: str) -> None:
     """WARN per asset: what of this story is out of date, and why."""
     if not any(run.check_selected(a, "up_to_date") for a in ASSETS):
         return
-    found = await asyncio.to_thread(out_of_date, run.engine, sid, current_models(run))
+    models = models_by_asset(run.deps.llm.model, run.deps.images.model)
+    found = await asyncio.to_thread(out_of_date, run.engine, sid, models)
     for asset in ASSETS:
         run.check(sid, asset, "up_to_date", found.get(asset, []), blocking=False)
 

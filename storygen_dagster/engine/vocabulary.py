@@ -1,18 +1,33 @@
-"""One vocabulary for the six story assets and their checks: the names Dagster keys, Postgres
-provenance entries, the audit log and `storygen status` all use."""
+"""The six story assets' code versions and checks; their names are domain/assets.py's (the
+names Dagster keys, Postgres provenance entries, the audit log and `storygen status` use)."""
 
 from dataclasses import dataclass
 
+from storygen_dagster.domain.assets import (
+    ASSETS,
+    BOOK,
+    IMAGES,
+    MOMENTS,
+    STORY_FIELDS,
+    STRUCTURED,
+    STYLE,
+    VISUAL,
+)
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
 
-STRUCTURED = "structured_story"
-VISUAL = "visual_profile"
-STYLE = "base_style"
-MOMENTS = "scene_moments"
-IMAGES = "scene_images"
-BOOK = "storybook"
-ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS, IMAGES, BOOK)
-STORY_FIELDS = (VISUAL, STYLE)  # the story-level values generated from the structured story
+__all__ = [
+    "ASSETS",
+    "BOOK",
+    "CHECKS",
+    "CODE_VERSIONS",
+    "IMAGES",
+    "MOMENTS",
+    "STORY_FIELDS",
+    "STRUCTURED",
+    "STYLE",
+    "VISUAL",
+    "CheckDef",
+]
 
 # The code version of each asset: the prompt template's version for LLM assets, so a value
 # built by an older prompt is visible as built by older code.

@@ -12,27 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 import sqlalchemy as sa
 
 from storygen_dagster.domain import fingerprints as fp
+from storygen_dagster.domain.assets import ASSETS, PROMPT_OF
 from storygen_dagster.domain.plan import user_owned, value_state
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
 from storygen_dagster.storage import reads
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import scenes, stories
-
-ASSET_ORDER = (
-    "structured_story",
-    "visual_profile",
-    "base_style",
-    "scene_moments",
-    "scene_images",
-    "storybook",
-)
-# The prompt template behind each LLM asset (scene_moments renders 'scene_moment').
-PROMPT_OF = {
-    "structured_story": "structured_story",
-    "visual_profile": "visual_profile",
-    "base_style": "base_style",
-    "scene_moments": "scene_moment",
-}
 
 
 def load_row_facts(
@@ -85,7 +70,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
     if why:
         items.append(_item("structured_story", why))
     if story is None:
-        return items + [_item(a, "upstream missing") for a in ASSET_ORDER[1:]]
+        return items + [_item(a, "upstream missing") for a in ASSETS[1:]]
     upstream_story = bool(why)
     fields = {}
     field_stale = {}
@@ -143,7 +128,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
 def stale_assets(items: list[dict]) -> list[str]:
     """The assets to re-materialize for `items`, in pipeline order."""
     wanted = {i["asset"] for i in items}
-    return [a for a in ASSET_ORDER if a in wanted]
+    return [a for a in ASSETS if a in wanted]
 
 
 def outdated_stories(
@@ -196,7 +181,7 @@ def out_of_date(
     inputs whose fingerprint changed, missing, built after a stale upstream value, or by an
     older prompt version or another model. One answer for `storygen status --outdated`, the
     `up_to_date` checks and `storygen edit`."""
-    found: dict[str, list[str]] = {asset: [] for asset in ASSET_ORDER}
+    found: dict[str, list[str]] = {asset: [] for asset in ASSETS}
     for item in stale_items(engine, story_id):
         where = "" if item["scene_number"] is None else f"scene {item['scene_number']}: "
         found[item["asset"]].append(where + item["reason"])

@@ -1,0 +1,28 @@
+"""The names of the six story assets, in pipeline order: Dagster's asset keys, the provenance
+entries in Postgres, the audit log and `storygen status` all use these (engine/vocabulary.py
+adds their code versions and checks)."""
+
+from __future__ import annotations
+
+STRUCTURED = "structured_story"
+VISUAL = "visual_profile"
+STYLE = "base_style"
+MOMENTS = "scene_moments"
+IMAGES = "scene_images"
+BOOK = "storybook"
+ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS, IMAGES, BOOK)
+STORY_FIELDS = (VISUAL, STYLE)  # the story-level values generated from the structured story
+LLM_ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS)
+
+# The prompt template behind each LLM asset (scene_moments renders 'scene_moment').
+PROMPT_OF = {
+    STRUCTURED: "structured_story",
+    VISUAL: "visual_profile",
+    STYLE: "base_style",
+    MOMENTS: "scene_moment",
+}
+
+
+def models_by_asset(llm_model: str, image_model: str) -> dict[str, str]:
+    """The model each provider-built asset is made by (what `up_to_date` compares with)."""
+    return {**dict.fromkeys(LLM_ASSETS, llm_model), IMAGES: image_model}
