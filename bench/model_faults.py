@@ -23,11 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from storygen_dagster.definitions import build_definitions
-from storygen_dagster.defs.resources import (
-    ImageServiceResource,
-    ObjectStoreResource,
-    StoryDatabase,
-)
+from storygen_dagster.defs.providers import OfflinePainterResource, WordListOnly
+from storygen_dagster.defs.resources import ObjectStoreResource, StoryDatabase
 from storygen_dagster.domain.examples import demo_requests
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.pipeline import materialize_stories
@@ -85,7 +82,8 @@ def run(behaviour: str, stories: int, server: str, tmp: Path) -> dict:
             "db": StoryDatabase(database_url=url),
             "objects": ObjectStoreResource(url=str(tmp / behaviour)),
             "llm": llm_resource(fake),
-            "images": ImageServiceResource(provider="offline", width=320, height=240),
+            "images": OfflinePainterResource(width=320, height=240),
+            "moderation": WordListOnly(),
         }
         defs = build_definitions(resources)
         engine = sa.create_engine(make_url(url).set(drivername="postgresql+psycopg"))

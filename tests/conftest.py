@@ -29,12 +29,8 @@ from sqlalchemy.engine import make_url
 
 from storygen_dagster.definitions import build_definitions
 from storygen_dagster.defs.io_managers import io_managers
-from storygen_dagster.defs.resources import (
-    ImageServiceResource,
-    ObjectStoreResource,
-    StoryDatabase,
-    StoryLLMResource,
-)
+from storygen_dagster.defs.providers import OfflineLLMResource, OfflinePainterResource, WordListOnly
+from storygen_dagster.defs.resources import ObjectStoreResource, StoryDatabase
 from storygen_dagster.storage import migrate
 from storygen_dagster.storage.db import get_engine, start_embedded_postgres
 
@@ -126,10 +122,9 @@ def resources(database_url, object_root) -> dict:
         "db": db,
         "objects": objects,
         **io_managers(db, objects),
-        "llm": StoryLLMResource(provider="offline", latency_s=0.0, max_concurrency=8),
-        "images": ImageServiceResource(
-            provider="offline", latency_s=0.0, width=TEST_WIDTH, height=TEST_HEIGHT
-        ),
+        "llm": OfflineLLMResource(latency_s=0.0, max_concurrency=8),
+        "images": OfflinePainterResource(latency_s=0.0, width=TEST_WIDTH, height=TEST_HEIGHT),
+        "moderation": WordListOnly(),
     }
 
 

@@ -320,10 +320,16 @@ def test_moderation_endpoint_holds_a_flagged_story(
     """With STORYGEN_MODERATION_URL set, content_safety also asks the endpoint (here the
     loopback fake, which flags one word): the flagged story is held, the other is built."""
     from storygen_dagster.definitions import build_definitions
+    from storygen_dagster.defs.providers import ModerationEndpointResource, provider_resources
+    from storygen_dagster.settings import get_settings
     from tests.fakes.helpers import KEY
 
     provider_env.setenv("STORYGEN_MODERATION_URL", fake.url)
     provider_env.setenv("STORYGEN_MODERATION_API_KEY", KEY)
+    # The settings pick the endpoint resource; its fields fall back to the same settings.
+    moderation = provider_resources(get_settings())["moderation"]
+    assert isinstance(moderation, ModerationEndpointResource)
+    real_resources = {**real_resources, "moderation": moderation}
     fake.flag_words = {"Vexmoor"}
     for sid, name in (("mod-1", "Vexmoor"), ("mod-2", "Pim")):
         request = StoryRequest(story_id=sid, child_name=name, scene_count=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from storygen_dagster.domain.assets import models_by_asset
 from storygen_dagster.providers.base import ImageService, StoryLLM
 from storygen_dagster.providers.calls import ProviderCalls
 from storygen_dagster.providers.http import ProviderHttp
@@ -115,11 +116,11 @@ def build_image_service(
 
 def current_models(settings: Settings) -> dict[str, str]:
     """The model each story asset would be built with now (what `up_to_date` compares with)."""
-    from storygen_dagster.providers.offline import OFFLINE_MODEL, OfflineImageService
+    from storygen_dagster.providers.offline import OFFLINE_MODEL
+    from storygen_dagster.providers.offline_painter import OfflineImageService
 
     llm = OFFLINE_MODEL if settings.llm_provider == "offline" else settings.llm_model
     image = (
         OfflineImageService.model if settings.image_provider == "offline" else settings.image_model
     )
-    models = {a: llm for a in ("structured_story", "visual_profile", "base_style")}
-    return {**models, "scene_moments": llm, "scene_images": image}
+    return models_by_asset(llm, image)

@@ -42,18 +42,17 @@ class Moderation:
         return found
 
 
-def build_moderation(settings: Settings) -> Moderation | None:
-    """The configured moderation endpoint, or None (the word list alone decides)."""
-    if not settings.moderation_url:
-        return None
-    key = settings.moderation_api_key or settings.llm_api_key
+def build_moderation(
+    settings: Settings, *, base_url: str, api_key: str | None, model: str
+) -> Moderation:
+    """The moderation endpoint at `base_url` (its HTTP limits and timeouts from the settings)."""
     http = ProviderHttp(
         provider="moderation",
-        base_url=settings.moderation_url,
-        api_key=key.get_secret_value() if key else None,
+        base_url=base_url,
+        api_key=api_key,
         rpm=settings.llm_rpm,
         read_timeout_s=settings.llm_read_timeout_s,
         settings=settings,
         limit_name="moderation",
     )
-    return Moderation(http, settings.moderation_model)
+    return Moderation(http, model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from storygen_dagster.defs.resources import ImageServiceResource, StoryLLMResource
+from storygen_dagster.defs.providers import HttpImageResource, OpenAIChatLLMResource
 from tests.conftest import TEST_HEIGHT, TEST_WIDTH
 from tests.fakes.provider_server import FakeProvider
 
@@ -28,14 +28,12 @@ FAST = {
 }
 
 
-def llm_resource(fake: FakeProvider, **overrides) -> StoryLLMResource:
-    fields = dict(
-        provider="openai", base_url=fake.url, api_key=KEY, model=CHAT_MODEL, max_concurrency=8
-    )
-    return StoryLLMResource(**{**fields, **overrides})
+def llm_resource(fake: FakeProvider, **overrides) -> OpenAIChatLLMResource:
+    fields = dict(base_url=fake.url, api_key=KEY, model=CHAT_MODEL, max_concurrency=8)
+    return OpenAIChatLLMResource(**{**fields, **overrides})
 
 
-def image_resource(fake: FakeProvider, **overrides) -> ImageServiceResource:
+def image_resource(fake: FakeProvider, **overrides) -> HttpImageResource:
     fields = dict(
         provider="together",
         base_url=fake.url,
@@ -44,7 +42,7 @@ def image_resource(fake: FakeProvider, **overrides) -> ImageServiceResource:
         width=TEST_WIDTH,
         height=TEST_HEIGHT,
     )
-    return ImageServiceResource(**{**fields, **overrides})
+    return HttpImageResource(**{**fields, **overrides})
 
 
 def fake_provider_vars(fake: FakeProvider) -> dict[str, str]:

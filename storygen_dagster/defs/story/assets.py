@@ -19,6 +19,7 @@ from storygen_dagster.defs.io_managers import OBJECTS_IO, POSTGRES_IO
 from storygen_dagster.defs.partitions import story_partitions
 from storygen_dagster.defs.resources import (
     ImageServiceResource,
+    ModerationResource,
     ObjectStoreResource,
     StoryDatabase,
     StoryLLMResource,
@@ -44,7 +45,6 @@ from storygen_dagster.engine import (
 )
 from storygen_dagster.engine.vocabulary import CODE_VERSIONS
 from storygen_dagster.instance import pool_storage_connections
-from storygen_dagster.providers.moderation import build_moderation
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import repository as repo
 
@@ -120,6 +120,7 @@ def story_assets(
     objects: ObjectStoreResource,
     llm: StoryLLMResource,
     images: ImageServiceResource,
+    moderation: ModerationResource,
 ):
     """Every selected story asset for every story in the run (see the module docstring)."""
     # A run launched by the daemon has its own instance: pool its event-log connections too.
@@ -136,7 +137,7 @@ def story_assets(
         size=images.size(),
         budget=images.prompt_budget(),
         blocklist=tuple(settings.content_blocklist or ()) or DEFAULT_BLOCKLIST,
-        moderation=build_moderation(settings),
+        moderation=moderation.client(),
     )
     options = RunOptions(
         by=f"run:{context.run.run_id}",
