@@ -23,6 +23,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from storygen_dagster.settings import get_settings
 from storygen_dagster.storage.db import app_url
 
 log = logging.getLogger("storygen.recovery")
@@ -41,15 +42,10 @@ IN_FLIGHT = [
 ]
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
-
-
 @dataclass(frozen=True)
 class RecoverySettings:
-    """Timeouts of run monitoring and of the request reconciler. Defaults are for real use;
-    tests shorten them through the environment."""
+    """Timeouts of run monitoring and of the request reconciler (STORYGEN_RUN_* and
+    STORYGEN_REQUEST_* settings). Defaults are for real use; tests shorten them."""
 
     monitoring_poll_s: int
     start_timeout_s: int
@@ -60,17 +56,14 @@ class RecoverySettings:
 
 
 def recovery_settings() -> RecoverySettings:
+    settings = get_settings()
     return RecoverySettings(
-        monitoring_poll_s=_env_int("STORYGEN_RUN_MONITORING_POLL_S", 30),
-        # In dev the restart sweep ends a dead predecessor's STARTING runs at once; this is
-        # for a worker that never comes up during a session. 180 s (Dagster's default) failed
-        # healthy runs here: 4 workers booting at once on 2 loaded cores took over 3 minutes,
-        # and each false timeout costs the request one of its attempts.
-        start_timeout_s=_env_int("STORYGEN_RUN_START_TIMEOUT_S", 600),
-        cancel_timeout_s=_env_int("STORYGEN_RUN_CANCEL_TIMEOUT_S", 180),
-        free_slots_after_s=_env_int("STORYGEN_RUN_FREE_SLOTS_AFTER_S", 60),
-        request_max_runtime_s=_env_int("STORYGEN_REQUEST_MAX_RUNTIME_S", 3600),
-        launch_grace_s=_env_int("STORYGEN_REQUEST_LAUNCH_GRACE_S", 300),
+        monitoring_poll_s=settings.run_monitoring_poll_s,
+        start_timeout_s=settings.run_start_timeout_s,
+        cancel_timeout_s=settings.run_cancel_timeout_s,
+        free_slots_after_s=settings.run_free_slots_after_s,
+        request_max_runtime_s=settings.request_max_runtime_s,
+        launch_grace_s=settings.request_launch_grace_s,
     )
 
 

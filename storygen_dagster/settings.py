@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     request_max_attempts: int = Field(3, ge=1, le=50, description="Launches per request")
     request_sensor_interval_s: int = Field(15, ge=5, le=3600)
     request_batch_size: int = Field(100, ge=1, le=5000, description="Requests per sensor tick")
+    # Recovery after a hard kill (docs/operations.md): run monitoring and the request reconciler.
+    run_monitoring_poll_s: int = Field(30, ge=1, le=3600)
+    # In dev the restart sweep ends a dead predecessor's STARTING runs at once; this is for a
+    # worker that never comes up during a session. 180 s (Dagster's default) failed healthy
+    # runs here: 4 workers booting at once on 2 loaded cores took over 3 minutes, and each
+    # false timeout costs the request one of its attempts.
+    run_start_timeout_s: int = Field(600, ge=1)
+    run_cancel_timeout_s: int = Field(180, ge=1)
+    run_free_slots_after_s: int = Field(60, ge=1, description="Free a dead run's pool slots")
+    request_max_runtime_s: int = Field(3600, ge=1, description="A request run's longest life")
+    request_launch_grace_s: int = Field(300, ge=1, description="A launch's time to show a run")
+    db_outage_grace_s: float = Field(15.0, ge=0, description="How long an outage is waited out")
     content_blocklist: list[str] | None = Field(
         None, description="JSON list of words that hold a story; unset = the built-in list"
     )

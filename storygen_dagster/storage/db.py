@@ -36,13 +36,11 @@ _lock = threading.Lock()
 CONNECT_TIMEOUT_S = 5
 # Exit status of a command that gave up on an unreachable database (EX_TEMPFAIL: try again).
 EXIT_DATABASE_UNREACHABLE = 75
-DEFAULT_OUTAGE_GRACE_S = 15.0
 
 
 def outage_grace_s() -> float:
     """How long an outage is waited out before giving up (STORYGEN_DB_OUTAGE_GRACE_S)."""
-    raw = os.environ.get("STORYGEN_DB_OUTAGE_GRACE_S")
-    return float(raw) if raw else DEFAULT_OUTAGE_GRACE_S
+    return get_settings().db_outage_grace_s
 
 
 def start_embedded_postgres(home: Path) -> str:
