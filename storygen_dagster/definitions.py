@@ -20,6 +20,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
             sensors.story_run_started_sensor,
             sensors.story_run_succeeded_sensor,
             sensors.story_run_failed_sensor,
+            catalog.catalog_automation,
         ],
         schedules=[schedules.nightly_stories, dbt_assets.analytics_schedule],
         resources={

@@ -248,3 +248,25 @@ def test_values_written_through_the_io_managers_load_back_the_same(instance, eng
             assert uris.startswith(store.uri("books/copy-1") + "/")
     # None is "the asset stored its value itself": nothing is written.
     managers[POSTGRES_IO].handle_output(context("out", "base_style", ["copy-1"]), None)
+
+
+def test_the_catalog_follows_its_stories_by_declarative_automation(instance, engine, test_defs):
+    """eager() asks for a story's catalog row once its book is built, not again until the
+    story changes, and never for a story whose book is missing."""
+    from storygen_dagster.defs.catalog import catalog_automation
+
+    assert catalog_automation.default_status == dg.DefaultSensorStatus.RUNNING
+    key = dg.AssetKey("story_catalog")
+    # The sensor's first tick sees nothing new: conditions compare with the previous tick.
+    start = dg.evaluate_automation_conditions(test_defs, instance)
+    assert start.total_requested == 0
+    _generate(test_defs, instance, engine, "auto-1", "auto-2", scene_count=3)
+    _register(engine, "auto-3", scene_count=3)
+    instance.add_dynamic_partitions("stories", ["auto-3"])  # registered, never built
+    first = dg.evaluate_automation_conditions(test_defs, instance, cursor=start.cursor)
+    assert first.get_requested_partitions(key) == {"auto-1", "auto-2"}
+    again = dg.evaluate_automation_conditions(test_defs, instance, cursor=first.cursor)
+    assert again.total_requested == 0  # handled: nothing new upstream
+    _generate(test_defs, instance, engine, "auto-2", scene_count=3)
+    after = dg.evaluate_automation_conditions(test_defs, instance, cursor=again.cursor)
+    assert after.get_requested_partitions(key) == {"auto-2"}

@@ -1,5 +1,10 @@
 """The story catalog: an asset outside the story group that takes story assets as inputs,
-loaded through their IO managers (no provider call, nothing regenerated)."""
+loaded through their IO managers (no provider call, nothing regenerated).
+
+It keeps itself current: `eager()` requests a story's catalog row when that story's
+structured_story or storybook gets a new materialization and neither is missing or in flight,
+evaluated by `catalog_automation` (on by default, targeting the catalog alone, so Declarative
+Automation never requests a paid story asset)."""
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +22,7 @@ from storygen_dagster.storage.catalog import catalog_rows
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key=POSTGRES_IO,
     code_version="story_catalog-v1",
+    automation_condition=dg.AutomationCondition.eager(),
     # The book's URI, not its HTML: the catalog only points at the book.
     ins={"storybook": dg.AssetIn(metadata={"as_uri": True})},
 )
@@ -32,3 +38,12 @@ def story_catalog(
     frame = catalog_rows(structured_story, storybook)
     context.log.info(f"catalog rows for {len(frame)} stories")
     return frame
+
+
+catalog_automation = dg.AutomationConditionSensorDefinition(
+    "catalog_automation",
+    target=dg.AssetSelection.assets(story_catalog),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Keeps story_catalog current: a row per story whose book was (re)built.",
+)
