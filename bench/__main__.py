@@ -65,7 +65,7 @@ def _step_seconds(logs) -> dict[str, float]:
 def run_batch(ctx, instance, count: int, prefix: str) -> dict:
     import dagster as dg
 
-    from storygen_dagster.definitions import defs
+    from storygen_dagster.definitions import build_definitions
     from storygen_dagster.domain.examples import demo_requests
     from storygen_dagster.pipeline import materialize_stories
     from storygen_dagster.storage.reads import story_overview
@@ -80,7 +80,7 @@ def run_batch(ctx, instance, count: int, prefix: str) -> dict:
     ids = [r.story_id for r in requests]
     tags = {"storygen/source": "bench", **FRESH}
     started = time.perf_counter()
-    outcomes = materialize_stories(defs, instance, ids, tags=tags)
+    outcomes = materialize_stories(build_definitions(), instance, ids, tags=tags)
     wall = time.perf_counter() - started
     overview = story_overview(ctx.engine)
     mine = overview[overview["story_id"].isin(ids)]

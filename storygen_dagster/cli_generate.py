@@ -82,7 +82,7 @@ def generate(
     assets: list[str] | None = None,
 ) -> None:
     from storygen_dagster.console import Console, redactor, spend_by_story
-    from storygen_dagster.definitions import defs
+    from storygen_dagster.definitions import build_definitions
     from storygen_dagster.engine.vocabulary import ASSETS
     from storygen_dagster.pipeline import materialize_stories
     from storygen_dagster.storage.db import exit_if_database_lost, mask_url
@@ -104,7 +104,8 @@ def generate(
         # Progress comes from the run's events (console.on_event); Dagster's own console lines
         # (run and step events, captured log lines) only with -v.
         outcomes = materialize_stories(
-            defs,
+            # Built now, so the providers are the ones this command's settings name.
+            build_definitions(),
             ctx.instance(),
             ids,
             tags=tags,
