@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from storygen_dagster.settings import get_settings
-from storygen_dagster.storage.db import EXIT_DATABASE_UNREACHABLE
+from storygen_dagster.storage.outages import EXIT_DATABASE_UNREACHABLE
 
 
 class Context:
@@ -53,7 +53,7 @@ class StorygenGroup(click.Group):
         except Exception as exc:
             if isinstance(exc, click.ClickException | click.exceptions.Exit | click.Abort):
                 raise
-            from storygen_dagster.storage.db import is_connection_error
+            from storygen_dagster.storage.outages import is_connection_error
 
             if not is_connection_error(exc):
                 raise

@@ -85,7 +85,8 @@ def generate(
     from storygen_dagster.definitions import build_definitions
     from storygen_dagster.engine.vocabulary import ASSETS
     from storygen_dagster.pipeline import materialize_stories
-    from storygen_dagster.storage.db import exit_if_database_lost, mask_url
+    from storygen_dagster.storage.db import mask_url
+    from storygen_dagster.storage.outages import exit_if_database_lost
     from storygen_dagster.storage.repository import register_request
 
     check_providers(ctx.settings)

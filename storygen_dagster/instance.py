@@ -75,7 +75,8 @@ def pool_storage_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance
     event (a materialization, a run's end)."""
     import sqlalchemy as sa
 
-    from storygen_dagster.storage.db import ping_on_checkout, wait_out_outages
+    from storygen_dagster.storage.db import wait_out_outages
+    from storygen_dagster.storage.outages import ping_on_checkout
 
     if instance not in _pooled:
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)

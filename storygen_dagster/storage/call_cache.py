@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from storygen_dagster.domain.ids import content_hash
-from storygen_dagster.storage.db import retry_once_on_disconnect
 from storygen_dagster.storage.dblog import db_op
+from storygen_dagster.storage.outages import retry_once_on_disconnect
 from storygen_dagster.storage.tables import provider_calls
 
 
