@@ -13,7 +13,7 @@ from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built
 from storygen_dagster.engine.versions import field_version, story_version
 from storygen_dagster.engine.vocabulary import STRUCTURED
-from storygen_dagster.storage import reads
+from storygen_dagster.storage import reads, reviews
 from storygen_dagster.storage import repository as repo
 
 log = logging.getLogger("storygen.pipeline")
@@ -27,10 +27,22 @@ async def structured_story(run: StoryRun, sid: str) -> None:
         # A partition added by hand in the UI has no request: generate from defaults.
         request = StoryRequest(story_id=sid)
         await asyncio.to_thread(repo.register_request, run.engine, sid, request, by)
-    fingerprint = fp.structured_story(request)
+    # A story a reviewer rejected is written again with their note as guidance.
+    guidance = await asyncio.to_thread(reviews.guidance, run.engine, sid)
+    fingerprint = fp.structured_story(request, guidance)
     if await run.skip_current(sid, STRUCTURED, fingerprint):
         return
-    result = await run.deps.llm.generate_structured_story(request, run.call(sid, STRUCTURED))
+    previous = (
+        (await asyncio.to_thread(reads.load_stories, run.engine, [sid])).get(sid)
+        if guidance
+        else None
+    )
+    result = await run.deps.llm.generate_structured_story(
+        request,
+        run.call(sid, STRUCTURED),
+        guidance=guidance,
+        previous=previous,
+    )
     prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
     await asyncio.to_thread(
         repo.save_structured_story,
