@@ -14,7 +14,12 @@ from storygen_dagster.defs.story import assets as story_assets
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([story_assets, catalog, dbt_assets]),
-        jobs=[storybook_job, storybook_celery_job, dbt_assets.analytics_job],
+        jobs=[
+            storybook_job,
+            storybook_celery_job,
+            dbt_assets.analytics_job,
+            review.review_decision_job,
+        ],
         sensors=[
             sensors.story_request_sensor,
             sensors.story_run_started_sensor,

@@ -2,7 +2,8 @@
 Approved stories get their pictures and book (scene_images + storybook); rejected ones get
 their text written again with the note (structured_story .. scene_moments), which ends back
 in review. The decision itself is reported to Dagster when it is made (`report_decision`),
-as a runless evaluation of the story's `approved` check on scene_moments.
+as an evaluation of the story's `approved` check on scene_moments (in a one-op run, see why
+there).
 
 A sensor on the decisions table rather than Declarative Automation: a runless check
 evaluation unlocks `all_deps_blocking_checks_passed()` only when it names its target
@@ -15,6 +16,7 @@ from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, request_run_t
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.resources import StoryDatabase
 from storygen_dagster.defs.story.keys import BOOK, IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
+from storygen_dagster.pipeline import console_config
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import requests as queue
 from storygen_dagster.storage import reviews
@@ -88,6 +90,66 @@ def decision_evaluation(decision: Decision) -> dg.AssetCheckEvaluation:
     )
 
 
-def report_decision(instance: dg.DagsterInstance, decision: Decision) -> None:
-    """Write the decision to the instance now (no run): it shows per story in the UI."""
-    instance.report_runless_asset_event(decision_evaluation(decision))
+@dg.op(
+    config_schema={
+        "story_id": str,
+        "decision": str,
+        "by": str,
+        "note": dg.Field(str, is_required=False, default_value=""),
+        "round": int,
+        "audit_id": int,
+    },
+    description="Records a reviewer's decision as the story's `approved` check evaluation.",
+)
+def record_review_decision(context: dg.OpExecutionContext):
+    c = context.op_config
+    yield decision_evaluation(
+        Decision(
+            c["story_id"],
+            c["decision"],
+            c["by"],
+            c["note"] or None,
+            c["round"],
+            True,
+            c["audit_id"],
+        )
+    )
+    yield dg.Output(None)
+
+
+@dg.job(
+    description="One reviewer decision (storygen approve/reject, the review page): the story's "
+    "approved check evaluation, with its own run so every decision is kept.",
+    tags={"storygen/pipeline": "review"},
+)
+def review_decision_job():
+    record_review_decision()
+
+
+def report_decision(instance: dg.DagsterInstance, decision: Decision) -> str:
+    """Write the decision to the instance now, as the story's `approved` evaluation; returns
+    the run id. A run of its own rather than `report_runless_asset_event`: in dagster 1.13.27
+    runless evaluations all have run_id '' and the unique index of asset_check_executions
+    (asset_key, check_name, run_id, partition) refuses a story's second one (a rejection, then
+    the approval), measured in tests/test_review_gate.py."""
+    config = {
+        "story_id": decision.story_id,
+        "decision": decision.decision,
+        "by": decision.by,
+        "note": decision.note or "",
+        "round": decision.round,
+        "audit_id": decision.audit_id or 0,
+    }
+    result = review_decision_job.execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {"record_review_decision": {"config": config}},
+            **console_config("CRITICAL"),
+        },
+        tags={
+            "storygen/story": decision.story_id,
+            REVIEW_TAG: decision.decision,
+            "storygen/reviewer": decision.by[:200],
+        },
+    )
+    return result.run_id
