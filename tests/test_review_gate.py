@@ -10,9 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from storygen_dagster.cli import main
 from storygen_dagster.defs.automation.review import story_review_sensor
 from storygen_dagster.defs.automation.sensors import (
     story_request_sensor,
@@ -20,6 +22,7 @@ from storygen_dagster.defs.automation.sensors import (
 )
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.logs import detach_handlers
 from storygen_dagster.pipeline import materialize_stories
 from storygen_dagster.reviewing import decide, edit_in_review
 from storygen_dagster.storage import repository as repo
@@ -347,3 +350,45 @@ def test_dagster_keeps_only_one_runless_check_evaluation_per_partition(instance)
     instance.report_runless_asset_event(evaluation)
     with pytest.raises(sa.exc.IntegrityError):
         instance.report_runless_asset_event(evaluation)
+
+
+@pytest.fixture()
+def cli(tmp_path, database_url, monkeypatch):
+    for name, value in {
+        "STORYGEN_DATABASE_URL": database_url,
+        "STORYGEN_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "STORYGEN_IMAGE_WIDTH": "320",
+        "STORYGEN_IMAGE_HEIGHT": "240",
+    }.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "dagster").mkdir()
+    yield lambda *args: CliRunner().invoke(main, list(args))
+    detach_handlers()
+
+
+def test_cli_request_review_list_approve_and_audit(cli, engine, tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"story_id": "cli-1", "child_name": "Zoe", "scene_count": 3}))
+    made = cli("request", "--file", str(request), "--review")
+    assert made.exit_code == 0, made.output
+    assert "1 awaiting review" in made.output and "0 failed" in made.output
+    assert _status(engine, "cli-1") == "awaiting_review"
+    listed = json.loads(cli("review", "list", "--json").output)
+    assert [(r["story_id"], len(r["scenes"])) for r in listed] == [("cli-1", 3)]
+    unknown = cli("approve", "nope-1", "--by", "ruth")
+    assert unknown.exit_code == 1 and "story_id 'nope-1' not found" in unknown.output
+    assert cli("reject", "cli-1", "--by", "ruth").exit_code == 2  # --note is required
+    ok = cli("approve", "cli-1", "--by", "ruth", "--note", "ok")
+    assert ok.exit_code == 0 and "cli-1: approved by ruth" in ok.output
+    again = cli("approve", "cli-1", "--by", "ruth")
+    assert again.exit_code == 0 and "already approved, nothing changed" in again.output
+    late = cli("reject", "cli-1", "--by", "ruth", "--note", "no")
+    assert late.exit_code == 1 and "not awaiting review (approved)" in late.output
+    history = json.loads(cli("audit", "cli-1", "--json").output)
+    decisions = [h for h in history if h["field"] == "review"]
+    assert [(h["asset"], h["source"], h["updated_by"], h["note"]) for h in decisions] == [
+        ("scene_moments", "user", "ruth", "ok")
+    ]
+    table = cli("audit", "cli-1").output
+    assert "review" in table and "ok" in table.splitlines()[-1]
