@@ -80,7 +80,7 @@ def hold(engine: sa.Engine, story_id: str, *, regenerated: bool) -> str:
     with db_op("review_hold", story_id=story_id), engine.begin() as conn:
         stmt = insert(story_reviews).values(story_id=story_id, state="awaiting")
         conn.execute(stmt.on_conflict_do_nothing(index_elements=[story_reviews.c.story_id]))
-        row = conn.execute(
+        row: str = conn.execute(
             sa.select(story_reviews.c.state)
             .where(story_reviews.c.story_id == story_id)
             .with_for_update()
