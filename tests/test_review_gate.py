@@ -313,6 +313,28 @@ def test_a_batch_holds_only_the_story_under_review_and_nothing_is_failed(
     assert again.success and _status(engine, "batch-a") == "awaiting_review"
 
 
+def test_an_approved_story_whose_text_a_rerun_changes_goes_back_to_review(
+    engine, instance, resources, offline_gate
+):
+    _generate(engine, instance, offline_gate, StoryRequest(story_id="again-1", scene_count=3))
+    decide(engine, instance, "again-1", "approved", "ruth")
+    [run_request] = _tick(story_review_sensor, instance, resources).run_requests
+    _execute(offline_gate, instance, run_request)
+    assert _status(engine, "again-1") == "succeeded"
+    images = instance.get_latest_materialization_event(dg.AssetKey("scene_images"))
+    # The same text again (a cached re-run): the approval stands, the book is made again.
+    [same] = materialize_stories(offline_gate, instance, ["again-1"])
+    assert same.success and _status(engine, "again-1") == "succeeded"
+    # A new text (the request changed): what the reviewer approved is gone, so it waits again.
+    request = StoryRequest(story_id="again-1", scene_count=3, child_name="Noor")
+    [changed] = _generate(engine, instance, offline_gate, request)
+    assert changed.success and _status(engine, "again-1") == "awaiting_review"
+    assert reviews.state(engine, "again-1")["state"] == "awaiting"
+    assert reviews.state(engine, "again-1")["round"] == 2
+    latest = instance.get_latest_materialization_event(dg.AssetKey("scene_images"))
+    assert latest.run_id == same.run_id != images.run_id  # no picture for the new text
+
+
 def test_decisions_on_unknown_or_undecidable_stories_fail_and_change_nothing(
     engine, instance, test_defs
 ):

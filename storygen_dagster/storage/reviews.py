@@ -68,10 +68,16 @@ def state(engine: sa.Engine, story_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def guidance(engine: sa.Engine, story_id: str) -> str | None:
-    """The reviewer's note while a rejected story waits for its new text."""
-    found = state(engine, story_id)
-    return found["note"] if found and found["state"] == "rejected" else None
+def reopen(engine: sa.Engine, story_id: str) -> int:
+    """An approved story whose text a run changed waits for review again (next round): the
+    approval was of the text the reviewer read."""
+    with db_op("review_reopen", story_id=story_id) as op, engine.begin() as conn:
+        op.rows = conn.execute(
+            story_reviews.update()
+            .where(story_reviews.c.story_id == story_id, story_reviews.c.state == "approved")
+            .values(state="awaiting", round=story_reviews.c.round + 1, updated_at=NOW)
+        ).rowcount
+    return op.rows
 
 
 def hold(engine: sa.Engine, story_id: str, *, regenerated: bool) -> str:
