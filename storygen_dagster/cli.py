@@ -14,6 +14,7 @@ from storygen_dagster.cli_context import Context, StorygenGroup
 from storygen_dagster.cli_generate import check_providers, generate, parse_request
 from storygen_dagster.cli_lineage import audit, checked_story_id, edit
 from storygen_dagster.cli_ops import dbt, dev
+from storygen_dagster.cli_review import approve, reject, review
 from storygen_dagster.logs import configure_logging
 from storygen_dagster.settings import get_settings
 
@@ -75,9 +76,16 @@ def demo(ctx: Context, count: int, as_json: bool) -> None:
 )
 @click.option("--priority", default=0, show_default=True, help="With --enqueue: higher first.")
 @click.option("--by", "requested_by", default="cli", show_default=True, help="requested_by.")
+@click.option("--review", "hold", is_flag=True, help="Hold the story for approval before pictures.")
 @click.pass_obj
 def request(
-    ctx: Context, path: Path, as_json: bool, enqueue: bool, priority: int, requested_by: str
+    ctx: Context,
+    path: Path,
+    as_json: bool,
+    enqueue: bool,
+    priority: int,
+    requested_by: str,
+    hold: bool,
 ) -> None:
     """Validate a story request, add its partition and generate the book."""
     if str(path) == "-":
@@ -88,6 +96,8 @@ def request(
         except OSError as exc:
             raise click.ClickException(f"cannot read {path}: {exc.strerror}") from exc
     parsed = parse_request(raw, str(path))
+    if hold:
+        parsed = parsed.model_copy(update={"review": True})
     if enqueue:
         from storygen_dagster.storage.requests import enqueue as insert_request
 
@@ -213,6 +223,8 @@ main.add_command(edit)
 main.add_command(audit)
 main.add_command(dev)
 main.add_command(dbt)
+for command in (review, approve, reject):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

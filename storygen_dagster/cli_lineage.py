@@ -197,6 +197,7 @@ def audit(ctx: Context, story_id: str, as_json: bool) -> None:
                 f"{(h['new_value_sha256'] or 'none')[:8]}",
                 "model": h["model"] or "",
                 "prompt": h["prompt_version"] or "",
+                "note": h.get("note") or "",  # a review decision's note
             }
             for h in history
         ]

@@ -23,6 +23,7 @@ log = logging.getLogger("storygen.console")
 
 _BEARER = re.compile(r"(?i)\b(bearer\s+|api[_-]?key[=:]\s*)[^\s\"',;]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+AWAITING = "awaiting_review"  # held by the review gate: not a failure
 
 
 def redactor(settings) -> Callable[[str], str]:
@@ -157,6 +158,15 @@ class Console:
 
     def _check_failed(self, check) -> None:
         sid, asset = check.partition, check.asset_key.to_user_string()
+        if check.check_name == "approved":  # the review gate: held, not failed
+            self._line(
+                sid,
+                "=",
+                "yellow",
+                f"{asset}: {check.description or 'awaiting review'} "
+                f"(storygen approve {sid} --by NAME, or storygen review serve)",
+            )
+            return
         text = self._error_text(
             sid, f"{asset}: check {check.check_name} failed: {check.description or 'no detail'}"
         )
@@ -180,7 +190,7 @@ class Console:
                 click.echo(f"{click.style(self.bad, fg='red')} {error}", err=True, color=self.color)
         for row in rows:
             sid = row["story_id"]
-            if row["status"] == "succeeded" or sid in self.reported:
+            if row["status"] in ("succeeded", AWAITING) or sid in self.reported:
                 continue
             self.reported.add(sid)
             reason = row.get("error") or (
@@ -191,19 +201,22 @@ class Console:
 
     def summary(self, rows: list[dict], before: dict[str, float], after: dict[str, float]):
         width = max(self.width, 5)
-        click.echo(f"{'story':<{width}}  {'status':<9}  {'scenes':>6}  {'cost':>8}  book")
+        sw = max([9, *(len(r["status"]) for r in rows)])
+        click.echo(f"{'story':<{width}}  {'status':<{sw}}  {'scenes':>6}  {'cost':>8}  book")
         for r in rows:
             cost = f"${after.get(r['story_id'], 0.0):.4f}"
             click.echo(
-                f"{r['story_id']:<{width}}  {r['status']:<9}  {r['scenes']:>6}  {cost:>8}  "
+                f"{r['story_id']:<{width}}  {r['status']:<{sw}}  {r['scenes']:>6}  {cost:>8}  "
                 f"{shown_path(r['book']) if r['status'] == 'succeeded' else '-'}"
             )
         books = sum(1 for r in rows if r["book"] and r["status"] == "succeeded")
-        failed = sum(1 for r in rows if r["status"] != "succeeded")
+        waiting = sum(1 for r in rows if r["status"] == AWAITING)
+        failed = sum(1 for r in rows if r["status"] not in ("succeeded", AWAITING))
         total, paid = sum(after.values()), sum(after.values()) - sum(before.values())
         click.echo(
             f"{books} {'book' if books == 1 else 'books'} made, {failed} failed, "
-            f"{time.monotonic() - self.started:.1f} s, cost ${total:.4f} "
+            + (f"{waiting} awaiting review, " if waiting else "")
+            + f"{time.monotonic() - self.started:.1f} s, cost ${total:.4f} "
             f"(${paid:.4f} paid in this run)"
         )
         if books:

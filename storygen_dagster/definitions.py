@@ -2,7 +2,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from storygen_dagster.defs import catalog
-from storygen_dagster.defs.automation import schedules, sensors
+from storygen_dagster.defs.automation import review, schedules, sensors
 from storygen_dagster.defs.celery import storybook_celery_job
 from storygen_dagster.defs.dbt import assets as dbt_assets
 from storygen_dagster.defs.dbt.project import dbt_executable, dbt_project
@@ -14,13 +14,19 @@ from storygen_dagster.defs.story import assets as story_assets
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([story_assets, catalog, dbt_assets]),
-        jobs=[storybook_job, storybook_celery_job, dbt_assets.analytics_job],
+        jobs=[
+            storybook_job,
+            storybook_celery_job,
+            dbt_assets.analytics_job,
+            review.review_decision_job,
+        ],
         sensors=[
             sensors.story_request_sensor,
             sensors.story_run_started_sensor,
             sensors.story_run_succeeded_sensor,
             sensors.story_run_failed_sensor,
             catalog.catalog_automation,
+            review.story_review_sensor,
         ],
         schedules=[schedules.nightly_stories, dbt_assets.analytics_schedule],
         resources={

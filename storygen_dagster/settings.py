@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     )
     moderation_api_key: SecretStr | None = Field(None, description="Unset = STORYGEN_LLM_API_KEY")
     moderation_model: str = "omni-moderation-latest"
+    review: Literal["none", "story"] = Field(
+        "none", description="story: every story waits for a person's approval before pictures"
+    )
+    review_token: SecretStr | None = Field(
+        None, description="Reviewer token the review page requires for any decision"
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 

@@ -155,6 +155,8 @@ E2E = {
     "test_dev_kill",
     "test_providers_cli",
     "test_automation::test_enqueue_cli_inserts_a_pending_row",
+    "test_review_dev",
+    "test_review_page::test_reviewer_approves_rejects_and_edits_in_chromium",  # a browser
     "test_model_replies::test_storygen_demo_makes_six_books_against_a_schema_only_host",
 }
 # In process, against a database server, the HTTP provider fake, moto's S3 or a Dagster

@@ -14,7 +14,10 @@ from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest, StructuredStory
 
 
-def structured_story(request: StoryRequest) -> str:
+def structured_story(request: StoryRequest, guidance: str | None = None) -> str:
+    """The request, and a reviewer's note when the story is written again after a rejection."""
+    if guidance:
+        return content_hash({"request": request.content(), "guidance": guidance})
     return content_hash({"request": request.content()})
 
 

@@ -57,6 +57,8 @@ class StoryRequest(Contract):
     tone: ShortText | None = None
     scene_count: Annotated[int, Field(ge=MIN_SCENES, le=MAX_SCENES, strict=True)] | None = None
     side_character: Phrase | None = None
+    # Hold this story for a person's approval before any picture (STORYGEN_REVIEW=story: all).
+    review: Annotated[bool, Field(strict=True)] | None = None
 
     @field_validator("story_id")
     @classmethod
@@ -64,8 +66,8 @@ class StoryRequest(Contract):
         return None if value is None else validate_story_id(value)
 
     def content(self) -> dict:
-        """The request without its id: what the story is generated from."""
-        return self.model_dump(mode="json", exclude={"story_id"}, exclude_none=True)
+        """The request without its id or review flag: what the story is generated from."""
+        return self.model_dump(mode="json", exclude={"story_id", "review"}, exclude_none=True)
 
 
 class Clothing(Contract):

@@ -11,6 +11,8 @@ from storygen_dagster.domain.models import MAX_SCENES, MIN_SCENES
 
 PROMPT_VERSIONS: dict[str, str] = {
     "structured_story": "v1",
+    # The structured story again after a reviewer rejected it, with their note as guidance.
+    "structured_story_revision": "v1",
     "visual_profile": "v1",
     "base_style": "v1",
     "scene_moment": "v1",

@@ -32,3 +32,4 @@ class RunOptions:
     fresh: bool = False  # bypass the provider call cache
     stale_only: bool = False  # regenerate only values whose input fingerprints changed
     overwrite: bool = False  # AI values replace user edits
+    review_all: bool = False  # STORYGEN_REVIEW=story: every story waits for approval

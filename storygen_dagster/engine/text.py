@@ -13,7 +13,7 @@ from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built
 from storygen_dagster.engine.versions import field_version, story_version
 from storygen_dagster.engine.vocabulary import STRUCTURED
-from storygen_dagster.storage import reads
+from storygen_dagster.storage import reads, reviews
 from storygen_dagster.storage import repository as repo
 
 log = logging.getLogger("storygen.pipeline")
@@ -27,10 +27,25 @@ async def structured_story(run: StoryRun, sid: str) -> None:
         # A partition added by hand in the UI has no request: generate from defaults.
         request = StoryRequest(story_id=sid)
         await asyncio.to_thread(repo.register_request, run.engine, sid, request, by)
-    fingerprint = fp.structured_story(request)
+    # A story a reviewer rejected is written again with their note as guidance; an approved
+    # story whose text this run changes goes back to review (approval is of the text read).
+    review = await asyncio.to_thread(reviews.state, run.engine, sid)
+    state = review["state"] if review else None
+    guidance = review["note"] if review and state == "rejected" else None
+    fingerprint = fp.structured_story(request, guidance)
     if await run.skip_current(sid, STRUCTURED, fingerprint):
         return
-    result = await run.deps.llm.generate_structured_story(request, run.call(sid, STRUCTURED))
+    previous = (
+        (await asyncio.to_thread(reads.load_stories, run.engine, [sid])).get(sid)
+        if state in ("rejected", "approved")
+        else None
+    )
+    result = await run.deps.llm.generate_structured_story(
+        request,
+        run.call(sid, STRUCTURED),
+        guidance=guidance,
+        previous=previous if guidance else None,
+    )
     prov = result.provenance.model_copy(update={"input_fingerprint": fingerprint})
     await asyncio.to_thread(
         repo.save_structured_story,
@@ -42,6 +57,11 @@ async def structured_story(run: StoryRun, sid: str) -> None:
         overwrite_user_edits=run.options.overwrite,
     )
     story = await run.story(sid)
+    if state == "approved" and (
+        previous is None or story_version(previous) != story_version(story)
+    ):
+        await asyncio.to_thread(reviews.reopen, run.engine, sid)
+        log.info("approved story's text changed: back to review", extra={"story_id": sid})
     numbers = [int(s["scene_number"]) for s in await run.scenes(sid)]
     run.check(
         sid, STRUCTURED, "scene_count", scene_count_problems(story.story_meta.scene_count, numbers)

@@ -86,5 +86,13 @@ CHECKS = (
         "No blocked word in the title, scene texts, moments or image prompts; a story that "
         "fails is held (status 'held'), not published.",
     ),
+    CheckDef(
+        MOMENTS,
+        "approved",
+        "The review gate (STORYGEN_REVIEW=story, or a request with review: true): a person "
+        "approved the story's text before any picture is made. WARN while it awaits review "
+        "or is rewritten after a rejection; each decision is reported here when it is made.",
+        warn=True,
+    ),
     *(CheckDef(a, "up_to_date", _UP_TO_DATE, blocking=False, warn=True) for a in ASSETS),
 )

@@ -76,11 +76,29 @@ class StoryLLM(abc.ABC):
     model: str = "abstract"
 
     async def generate_structured_story(
-        self, request: StoryRequest, ctx: CallContext
+        self,
+        request: StoryRequest,
+        ctx: CallContext,
+        *,
+        guidance: str | None = None,
+        previous: StructuredStory | None = None,
     ) -> Generated[StructuredStory]:
-        prompt = render_prompt("structured_story", request=request.model_dump(mode="json"))
+        """The story from the request; with `guidance` (a reviewer's note on the `previous`
+        text) the revision prompt, a call of its own (new cache key, new ledger row)."""
+        data = request.model_dump(mode="json")
+        if guidance:
+            prompt = render_prompt(
+                "structured_story_revision",
+                request=data,
+                guidance=guidance,
+                previous=previous.model_dump(mode="json") if previous else None,
+            )
+        else:
+            prompt = render_prompt("structured_story", request=data)
         rules = structured_story_rules(request)
-        return await self._fitting(prompt, StructuredStory, ctx, rules, request=request)
+        return await self._fitting(
+            prompt, StructuredStory, ctx, rules, request=request, guidance=guidance
+        )
 
     async def generate_visual_profile(
         self, story: StructuredStory, ctx: CallContext

@@ -69,7 +69,7 @@ class OfflineStoryLLM(StoryLLM):
             async with global_slots(self.max_concurrency):
                 await asyncio.sleep(self.latency_s)
         builder = {
-            StructuredStory: lambda: story_for(inputs["request"]),
+            StructuredStory: lambda: story_for(inputs["request"], inputs.get("guidance")),
             VisualProfile: lambda: visual_profile_for(inputs["story"]),
             BaseStyle: lambda: base_style_for(inputs["story"]),
             SceneMoment: lambda: _moment(inputs["story"], inputs["scene_number"]),
@@ -90,8 +90,9 @@ class OfflineStoryLLM(StoryLLM):
         )
 
 
-def story_for(request: StoryRequest) -> StructuredStory:
-    rng = seeded_rng("story", request.content())
+def story_for(request: StoryRequest, guidance: str | None = None) -> StructuredStory:
+    # A reviewer's note makes another (still deterministic) story, as a model would.
+    rng = seeded_rng("story", request.content(), *([guidance] if guidance else []))
     gender = (request.gender or rng.choice(["girl", "boy", "child"])).lower()
     name_pool = t.NAMES.get(gender, t.NAMES["child"])
     name = request.child_name or rng.choice(name_pool)

@@ -225,7 +225,7 @@ def finish_from_stories(
                 story_requests.c.run_id.in_(run_ids),
             )
             settled = run_error is None or (
-                not run_level and status in ("succeeded", "failed", "held")
+                not run_level and status in ("succeeded", "failed", "held", "awaiting_review")
             )
             if settled:
                 values = _outcome(status, error or run_error, run_id)
@@ -242,8 +242,9 @@ def finish_from_stories(
 
 
 def _outcome(story_status: str, error: str | None, run_id: str) -> dict:
-    if story_status == "succeeded":
-        return {"status": "succeeded", "error": None, "run_id": run_id}
+    if story_status in ("succeeded", "awaiting_review"):
+        # awaiting_review: the text is done and a person decides next (story_review_sensor).
+        return {"status": story_status, "error": None, "run_id": run_id}
     return {"status": "failed", "error": (error or "run failed")[:4000], "run_id": run_id}
 
 

@@ -5,7 +5,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
 
-STORY_STATUSES = ("pending", "generating", "succeeded", "failed", "held")
+STORY_STATUSES = ("pending", "generating", "succeeded", "failed", "held", "awaiting_review")
 SOURCES = ("ai", "user")
 
 _now = sa.text("now()")
@@ -91,7 +91,15 @@ provider_calls = sa.Table(
 )
 
 
-REQUEST_STATUSES = ("pending", "queued", "running", "succeeded", "failed", "rejected")
+REQUEST_STATUSES = (
+    "pending",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "rejected",
+    "awaiting_review",
+)
 
 story_requests = sa.Table(
     "story_requests",
@@ -125,4 +133,25 @@ audit_log = sa.Table(
     sa.Column("updated_by", sa.Text),
     sa.Column("run_id", sa.Text),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("note", sa.Text),  # a reviewer's note on a review decision (migration 0008)
+)
+
+
+REVIEW_STATES = ("awaiting", "approved", "rejected")
+
+# One row per story that needs review (migration 0008): its state and latest decision.
+story_reviews = sa.Table(
+    "story_reviews",
+    metadata,
+    sa.Column(
+        "story_id", sa.Text, sa.ForeignKey("stories.story_id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("round", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("note", sa.Text),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("run_key", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )

@@ -50,7 +50,9 @@ def canned_value(schema_name: str, prompt: str) -> dict:
         scene_count=int(scene_count.group(1)) if scene_count else None,
         child_name=name.group(1).strip() if name else None,
     )
-    story = offline.story_for(request)
+    # A revision prompt carries a reviewer's note: another story, as a model would write.
+    note = re.search(r"Reviewer's note: (.+)", prompt)
+    story = offline.story_for(request, note.group(1).strip() if note else None)
     if schema_name == "StructuredStory":
         return story.model_dump(mode="json")
     if schema_name == "VisualProfile":

@@ -146,6 +146,7 @@ def story_assets(
         fresh=tag_is_set(context, FRESH_TAG),
         stale_only=tag_is_set(context, STALE_ONLY_TAG),
         overwrite=tag_is_set(context, OVERWRITE_TAG),
+        review_all=settings.review == "story",
     )
     events: queue.SimpleQueue = queue.SimpleQueue()
     story_engine = StoryEngine(deps, options, _Reporter(events))
