@@ -70,15 +70,16 @@ def _report_edit(ctx: Context, instance, story_id: str, changes: list[dict], by:
 def _report_up_to_date(ctx: Context, instance, story_id: str) -> None:
     """The story's up_to_date check per asset, now: what the edit made out of date shows in
     the UI (WARN) without a run."""
-    from storygen_dagster.defs.story.checks import evaluation
+    from storygen_dagster.defs.story.check_reports import report_check_outcomes
     from storygen_dagster.engine.outcomes import CheckOutcome
     from storygen_dagster.providers.factory import current_models
     from storygen_dagster.storage.staleness import out_of_date
 
     found = out_of_date(ctx.engine, story_id, current_models(ctx.settings))
-    for asset, problems in found.items():
-        outcome = CheckOutcome(story_id, asset, "up_to_date", problems)
-        instance.report_runless_asset_event(evaluation(outcome))
+    outcomes = [CheckOutcome(story_id, a, "up_to_date", problems) for a, problems in found.items()]
+    report_check_outcomes(
+        instance, outcomes, {"storygen/story": story_id, "storygen/source": "edit"}
+    )
 
 
 @click.command()

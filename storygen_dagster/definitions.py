@@ -9,6 +9,7 @@ from storygen_dagster.defs.dbt.project import dbt_executable, dbt_project
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.resources import default_resources, with_io_managers
 from storygen_dagster.defs.story import assets as story_assets
+from storygen_dagster.defs.story.check_reports import check_report_job
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
@@ -19,6 +20,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
             storybook_celery_job,
             dbt_assets.analytics_job,
             review.review_decision_job,
+            check_report_job,
         ],
         sensors=[
             sensors.story_request_sensor,

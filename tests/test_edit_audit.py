@@ -393,6 +393,9 @@ def test_after_an_edit_only_the_edited_storys_up_to_date_check_warns(cli):
     assert cli("demo", "--stories", "3", "--json").exit_code == 0
     result = cli("edit", "demo-02", "--scene", "2", "--text", "Mia hums a new song.")
     assert result.exit_code == 0, result.output
+    # A second edit of the same story reports its checks again (runless, like the first).
+    result = cli("edit", "demo-02", "--scene", "2", "--text", "Mia hums a new song, softly.")
+    assert result.exit_code == 0, result.output
     instance = dg.DagsterInstance.get()
     try:
         for asset in ("structured_story", "scene_moments", "storybook"):
