@@ -1,0 +1,101 @@
+"""The print PDF: a square picture book with the pictures to the bleed, set in embedded fonts
+with HarfBuzz shaping (Arabic joins, Vietnamese stacks, CJK through a fallback face).
+
+fpdf2 is pure Python (WeasyPrint would need the system's Pango). It writes no TrimBox or
+BleedBox of its own: every page gets both from `_BoxedPage`, a subclass whose extra class
+attributes fpdf2 serializes like its own page keys (fpdf2 2.8 builds a page's dictionary from
+`dir(page)`; tests/test_print_books.py reads the boxes back, so a change there fails a test)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import timezone
+
+from fpdf import FPDF
+from fpdf.output import PDFPage
+
+from storygen_dagster.books import layout
+from storygen_dagster.books.fonts import FontSet, dropped_characters, fonts_for
+from storygen_dagster.domain.printing import PrintBook, PrintSettings, page_plan
+
+log = logging.getLogger("storygen.books")
+INK = (46, 42, 60)
+PAPER = (253, 248, 236)
+ACCENT = (214, 96, 72)
+
+
+def render_pdf(book: PrintBook, settings: PrintSettings) -> bytes:
+    """The book as PDF bytes; the same book and settings give the same bytes."""
+    if not book.scenes:
+        raise ValueError(f"story {book.story_id}: a book needs at least one scene")
+    fonts = fonts_for(book.texts(), settings.font, settings.language)
+    dropped = dropped_characters(book.texts(), fonts)
+    if dropped:
+        log.warning(
+            "characters no book font has are left out",
+            extra={"story_id": book.story_id, "characters": "".join(dropped)},
+        )
+    pdf = _new_document(book, settings, fonts)
+    pages = layout.Pages(pdf, settings, fonts.body.family, INK, PAPER, ACCENT)
+    scenes = {s.scene_number: s for s in book.scenes}
+    for page in page_plan(list(scenes)):
+        pdf.add_page()
+        if page == "cover":
+            pages.cover(book.title, book.child_name, io.BytesIO(book.scenes[0].png))
+        elif page == "bookplate":
+            pages.centered_text([("This book belongs to", 18, ""), (book.child_name, 30, "B")])
+        elif page == "title":
+            pages.title_page(book)
+        elif page.startswith("scene:"):
+            scene = scenes[int(page.split(":", 1)[1])]
+            pages.scene(scene.text, io.BytesIO(scene.png), pdf.page)
+        elif page == "draw":
+            pages.drawing_page(book.child_name)
+        elif page == "end":
+            pages.centered_text([("The End", 40, "B")])
+        elif page == "back":
+            pages.back_cover(book, io.BytesIO(book.scenes[-1].png))
+    _add_page_boxes(pdf, settings)
+    return bytes(pdf.output())
+
+
+def _new_document(book: PrintBook, settings: PrintSettings, fonts: FontSet) -> FPDF:
+    size = settings.page_pt
+    pdf = FPDF(unit="pt", format=(size, size))
+    pdf.set_auto_page_break(False)
+    pdf.set_margin(0)
+    for face in (fonts.body, *fonts.fallbacks):
+        pdf.add_font(face.family, "", str(face.regular))
+        pdf.add_font(face.family, "B", str(face.bold))
+    pdf.set_font(fonts.body.family, "", 16)
+    if fonts.fallbacks:
+        pdf.set_fallback_fonts([f.family for f in fonts.fallbacks], exact_match=False)
+    pdf.set_text_shaping(True)
+    pdf.set_title(book.title)
+    pdf.set_subject(f"a story for {book.child_name}")
+    pdf.set_author("storygen")
+    pdf.set_creator("storygen")
+    pdf.set_lang(settings.language)
+    created = book.created_at
+    pdf.set_creation_date(
+        created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+    )
+    return pdf
+
+
+def _add_page_boxes(pdf: FPDF, settings: PrintSettings) -> None:
+    def box(values: tuple[float, float, float, float]) -> str:
+        return "[" + " ".join(f"{v:.2f}" for v in values) + "]"
+
+    boxed = type(
+        "_BoxedPage",
+        (PDFPage,),
+        {
+            "__slots__": (),
+            "trim_box": box(settings.trim_box),
+            "bleed_box": box(settings.bleed_box),
+        },
+    )
+    for page in pdf.pages.values():
+        page.__class__ = boxed
