@@ -178,7 +178,8 @@ def run(
 )
 @click.pass_obj
 def status(ctx: Context, story_id: str | None, as_json: bool, outdated: bool) -> None:
-    """Stories with their status, scene count and book; with STORY_ID also what is stale."""
+    """Stories with their status, scene count and books (HTML, PDF, EPUB); with STORY_ID also
+    what is stale."""
     from storygen_dagster.providers.factory import current_models
     from storygen_dagster.storage.reads import story_overview
     from storygen_dagster.storage.staleness import outdated_stories, stale_items
@@ -204,7 +205,7 @@ def status(ctx: Context, story_id: str | None, as_json: bool, outdated: bool) ->
         if as_json:
             click.echo(json.dumps(record, indent=2, default=str))
             return
-        click.echo(frame.drop(columns=["updated_at"]).to_string(index=False))
+        _status_table(frame)
         for item in record["stale"]:
             scene = f" scene {item['scene_number']}" if item["scene_number"] else ""
             click.echo(f"  stale: {item['asset']}{scene} ({item['reason']})")
@@ -216,7 +217,19 @@ def status(ctx: Context, story_id: str | None, as_json: bool, outdated: bool) ->
     elif frame.empty:
         click.echo("no stories yet: try `storygen demo`")
     else:
-        click.echo(frame.drop(columns=["updated_at"]).to_string(index=False))
+        _status_table(frame)
+
+
+def _status_table(frame) -> None:
+    """The stories' table, then each story's three files (too long for table columns)."""
+    from storygen_dagster.console import book_files
+
+    click.echo(frame.drop(columns=["updated_at", "book", "pdf", "epub"]).to_string(index=False))
+    width = max(len(s) for s in frame["story_id"])
+    click.echo("books:")
+    for row in frame.to_dict("records"):
+        for i, path in enumerate(book_files(row)):
+            click.echo(f"  {row['story_id'] if i == 0 else '':<{width}}  {path}")
 
 
 main.add_command(edit)

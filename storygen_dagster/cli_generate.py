@@ -56,6 +56,8 @@ def story_rows(ctx: Context, story_ids: list[str]) -> list[dict]:
             "title": found[sid]["title"] if sid in found else None,
             "scenes": int(found[sid]["scenes"]) if sid in found else 0,
             "book": found[sid]["book"] if sid in found else None,
+            "pdf": found[sid]["pdf"] if sid in found else None,
+            "epub": found[sid]["epub"] if sid in found else None,
             "status": found[sid]["status"] if sid in found else "unknown",
             "error": found[sid]["error"] if sid in found else None,
         }
@@ -120,7 +122,10 @@ def generate(
     console.report_failures(rows, success)
     if as_json:
         payload = {
-            "stories": [{k: r[k] for k in ("story_id", "title", "scenes", "book")} for r in rows],
+            "stories": [
+                {k: r[k] for k in ("story_id", "title", "scenes", "book", "pdf", "epub")}
+                for r in rows
+            ],
             "database_url": mask_url(ctx.url),
             "runs": [o.run_id for o in outcomes],
         }

@@ -55,6 +55,11 @@ def shown_path(uri: str | None) -> str:
         return uri
 
 
+def book_files(row) -> list[str]:
+    """The story's HTML book, print PDF and EPUB as a person types their paths."""
+    return [shown_path(row.get(k)) for k in ("book", "pdf", "epub")]
+
+
 def spend_by_story(engine: sa.Engine, story_ids: list[str]) -> dict[str, float]:
     """USD in the provider_calls ledger per story (every call recorded for it, cached or not)."""
     from storygen_dagster.storage.dblog import db_op
@@ -143,6 +148,9 @@ class Console:
         calls, cached = _meta(metadata, "calls", 0), _meta(metadata, "cached_calls", 0)
         if asset == "storybook":
             parts = [f"${self.cost[sid]:.4f}", shown_path(_meta(metadata, "book_uri"))]
+        elif asset in ("storybook_pdf", "storybook_epub"):
+            column = "pdf_uri" if asset == "storybook_pdf" else "epub_uri"
+            parts = [shown_path(_meta(metadata, column))]
         else:
             parts = {
                 "structured_story": [
@@ -202,13 +210,18 @@ class Console:
     def summary(self, rows: list[dict], before: dict[str, float], after: dict[str, float]):
         width = max(self.width, 5)
         sw = max([9, *(len(r["status"]) for r in rows)])
-        click.echo(f"{'story':<{width}}  {'status':<{sw}}  {'scenes':>6}  {'cost':>8}  book")
+        click.echo(f"{'story':<{width}}  {'status':<{sw}}  {'scenes':>6}  {'cost':>8}  books")
+        indent = " " * (width + sw + 22)
         for r in rows:
             cost = f"${after.get(r['story_id'], 0.0):.4f}"
+            files = book_files(r) if r["status"] == "succeeded" else ["-"]
             click.echo(
                 f"{r['story_id']:<{width}}  {r['status']:<{sw}}  {r['scenes']:>6}  {cost:>8}  "
-                f"{shown_path(r['book']) if r['status'] == 'succeeded' else '-'}"
+                f"{files[0]}"
             )
+            for path in files[1:]:
+                if path != "-":
+                    click.echo(indent + path)
         books = sum(1 for r in rows if r["book"] and r["status"] == "succeeded")
         waiting = sum(1 for r in rows if r["status"] == AWAITING)
         failed = sum(1 for r in rows if r["status"] not in ("succeeded", AWAITING))
@@ -220,4 +233,7 @@ class Console:
             f"(${paid:.4f} paid in this run)"
         )
         if books:
-            click.echo("Open the .html files in a browser.")
+            click.echo(
+                "Open the .html files in a browser and the .epub in an e-reader; the .pdf "
+                "is ready to print (trim and bleed set)."
+            )

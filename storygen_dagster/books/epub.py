@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import uuid
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from storygen_dagster.domain.printing import PrintBook, PrintSettings
@@ -124,14 +124,16 @@ def _opf(book: PrintBook, lang: str, pages, modified: str) -> str:
         f"A picture book for {book.child_name}. Every picture has a text description; the "
         "text of each page follows its picture."
     )
+    about = f"A story for {book.child_name}, age {book.age}, about {book.value_to_teach}."
+    package = 'xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="bookid"'
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="bookid" xml:lang="{lang}">
+<package {package} xml:lang="{lang}">
 <metadata xmlns:dc="http://purl.org/dc/elements/1.1/">
 <dc:identifier id="bookid">{book_identifier(book.story_id)}</dc:identifier>
 <dc:title>{escape(book.title)}</dc:title>
 <dc:language>{lang}</dc:language>
 <dc:creator>storygen</dc:creator>
-<dc:description>{escape(f"A story for {book.child_name}, age {book.age}, about {book.value_to_teach}.")}</dc:description>
+<dc:description>{escape(about)}</dc:description>
 <meta property="dcterms:modified">{modified}</meta>
 <meta property="schema:accessMode">textual</meta>
 <meta property="schema:accessMode">visual</meta>
@@ -161,7 +163,7 @@ def render_epub(book: PrintBook, settings: PrintSettings) -> bytes:
         raise ValueError(f"story {book.story_id}: a book needs at least one scene")
     lang = settings.language
     created = book.created_at
-    created = created.astimezone(timezone.utc) if created.tzinfo else created
+    created = created.astimezone(UTC) if created.tzinfo else created
     modified = created.strftime("%Y-%m-%dT%H:%M:%SZ")
     # Zip dates start in 1980.
     stamp = max(created.replace(tzinfo=None), datetime(1980, 1, 1)).timetuple()[:6]

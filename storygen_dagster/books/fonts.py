@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from fontTools.ttLib import TTFont
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped]  # no type information
 
 _KURINTO = "static/weblate_fonts/kurinto/ttf"
 # Kurinto's CJK faces by script/language: Japanese kana, Korean hangul, Chinese ideographs.
@@ -61,7 +61,9 @@ def _user_font(path_text: str) -> Face:
     try:
         TTFont(path, lazy=True).close()
     except Exception as exc:
-        raise FontError(f"STORYGEN_PRINT_FONT: {path} is not a TrueType/OpenType font: {exc}")
+        raise FontError(
+            f"STORYGEN_PRINT_FONT: {path} is not a TrueType/OpenType font: {exc}"
+        ) from exc
     return Face("BookFont", path, path)
 
 
@@ -102,4 +104,6 @@ def dropped_characters(text: str, fonts: FontSet) -> list[str]:
     covered: set[int] = set()
     for face in (fonts.body, *fonts.fallbacks):
         covered |= _coverage(face.regular)
-    return sorted({c for c in text if ord(c) not in covered and not c.isspace() and c.isprintable()})
+    return sorted(
+        {c for c in text if ord(c) not in covered and not c.isspace() and c.isprintable()}
+    )

@@ -61,7 +61,7 @@ class Pages:
         lines = self.pdf.multi_cell(
             width or self.width, size * LINE, text, align="C", dry_run=True, output="LINES"
         )
-        return len(lines)
+        return len(lines)  # type: ignore[arg-type]  # output="LINES" returns the lines
 
     def _text(self, text: str, size: float, y: float, style: str = "", color=None) -> float:
         """Centred text from `y` in the safe width; the y below it."""

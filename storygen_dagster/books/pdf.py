@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import timezone
+from datetime import UTC
 
 from fpdf import FPDF
 from fpdf.output import PDFPage
@@ -78,9 +78,7 @@ def _new_document(book: PrintBook, settings: PrintSettings, fonts: FontSet) -> F
     pdf.set_creator("storygen")
     pdf.set_lang(settings.language)
     created = book.created_at
-    pdf.set_creation_date(
-        created if created.tzinfo else created.replace(tzinfo=timezone.utc)
-    )
+    pdf.set_creation_date(created if created.tzinfo else created.replace(tzinfo=UTC))
     return pdf
 
 

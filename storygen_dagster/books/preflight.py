@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 from pypdf import PdfReader
 from pypdf.generic import ContentStream, DictionaryObject
@@ -65,7 +66,9 @@ def preflight(pdf: bytes, settings: PrintSettings, scene_numbers: list[int]) -> 
             report.errors.append(f"page {number} ({role}) has no picture")
         pictures += found
         fonts.update(_fonts(page))
-    report.errors += [f"font {name} is not embedded" for name, ok in sorted(fonts.items()) if not ok]
+    report.errors += [
+        f"font {name} is not embedded" for name, ok in sorted(fonts.items()) if not ok
+    ]
     report.facts.update(
         trim_in=settings.trim_in,
         bleed_in=settings.bleed_in,
@@ -86,8 +89,14 @@ def _box_problems(page, number: int, settings: PrintSettings) -> list[str]:
     problems = []
     media = _box(page, "MediaBox") or []
     size = settings.page_pt
-    if len(media) != 4 or abs(media[2] - media[0] - size) > 0.5 or abs(media[3] - media[1] - size) > 0.5:
-        problems.append(f"page {number}: MediaBox {media} is not {size:.1f} pt square (trim + bleed)")
+    if (
+        len(media) != 4
+        or abs(media[2] - media[0] - size) > 0.5
+        or abs(media[3] - media[1] - size) > 0.5
+    ):
+        problems.append(
+            f"page {number}: MediaBox {media} is not {size:.1f} pt square (trim + bleed)"
+        )
     for name, want in (("TrimBox", settings.trim_box), ("BleedBox", settings.bleed_box)):
         box = _box(page, name)
         if box is None:
@@ -128,7 +137,7 @@ def _pictures(page, number: int) -> list[Picture]:
         elif operator == b"cm":
             ctm = _multiply(tuple(float(v) for v in operands), ctm)  # type: ignore[arg-type]
         elif operator == b"Do" and operands[0] in xobjects:
-            xobject = xobjects[operands[0]].get_object()
+            xobject: Any = xobjects[operands[0]].get_object()
             if xobject.get("/Subtype") == "/Image":
                 a, b, c, d = ctm[:4]
                 printed = ((a * a + b * b) ** 0.5, (c * c + d * d) ** 0.5)

@@ -2,7 +2,7 @@ import dagster as dg
 
 from storygen_dagster.defs.partitions import story_partitions
 
-STORY_ASSETS = dg.AssetSelection.groups("story", "images")
+STORY_ASSETS = dg.AssetSelection.groups("story", "images", "books")
 
 storybook_job = dg.define_asset_job(
     "storybook_job",

@@ -1,4 +1,4 @@
-"""The names of the six story assets, in pipeline order: Dagster's asset keys, the provenance
+"""The names of the eight story assets, in pipeline order: Dagster's asset keys, the provenance
 entries in Postgres, the audit log and `storygen status` all use these (engine/vocabulary.py
 adds their code versions and checks)."""
 
@@ -10,7 +10,10 @@ STYLE = "base_style"
 MOMENTS = "scene_moments"
 IMAGES = "scene_images"
 BOOK = "storybook"
-ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS, IMAGES, BOOK)
+PDF = "storybook_pdf"
+EPUB = "storybook_epub"
+ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS, IMAGES, BOOK, PDF, EPUB)
+PRINT_FILES = {PDF: "pdf_uri", EPUB: "epub_uri"}  # asset -> its stories column
 STORY_FIELDS = (VISUAL, STYLE)  # the story-level values generated from the structured story
 LLM_ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS)
 

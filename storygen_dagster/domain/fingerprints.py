@@ -12,6 +12,7 @@ from typing import Any
 
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest, StructuredStory
+from storygen_dagster.domain.printing import PrintSettings
 
 
 def structured_story(request: StoryRequest, guidance: str | None = None) -> str:
@@ -64,3 +65,26 @@ def scene_image(
 def storybook(title: str, pages: Sequence[tuple[int, str, str | None]]) -> str:
     """pages: (scene_number, text, image_sha256) in order."""
     return content_hash({"title": title, "pages": [list(p) for p in pages]})
+
+
+def print_file(
+    asset: str,
+    story: StructuredStory,
+    pages: Sequence[tuple[int, str, str | None, str | None]],
+    settings: PrintSettings,
+) -> str:
+    """storybook_pdf / storybook_epub. pages: (scene_number, text, moment, image_sha256). Of
+    the print settings, the PDF depends on all, the EPUB (it reflows) on its language only."""
+    shaping = (
+        settings.fingerprint() if asset == "storybook_pdf" else {"language": settings.language}
+    )
+    return content_hash(
+        {
+            "title": story.story_meta.story_title,
+            "child": story.child_profile.name,
+            "age": story.child_profile.age,
+            "value": story.story_meta.value_to_teach,
+            "pages": [list(p) for p in pages],
+            "settings": shaping,
+        }
+    )

@@ -33,6 +33,18 @@ class PrintSettings:
         if not LANGUAGE_TAG.match(self.language):
             raise ValueError(f"book language: {self.language!r} is not a BCP 47 tag like 'en'")
 
+    @classmethod
+    def from_settings(cls, settings) -> PrintSettings:
+        """From storygen's Settings (STORYGEN_PRINT_*, STORYGEN_BOOK_LANGUAGE)."""
+        font = settings.print_font
+        return cls(
+            trim_in=settings.print_trim_in,
+            bleed_in=settings.print_bleed_in,
+            min_dpi=settings.print_min_dpi,
+            font=str(font) if font else None,
+            language=settings.book_language,
+        )
+
     @property
     def page_pt(self) -> float:
         """Width (= height) of the PDF page: the trim plus the bleed on both sides."""

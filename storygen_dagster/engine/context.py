@@ -48,12 +48,16 @@ class StoryRun:
         *,
         hold: bool = False,
         blocking: bool = True,
+        severity: str | None = None,
+        facts: dict | None = None,
     ) -> None:
         """Report the story's evaluation of a selected check; a blocking failure stops the
         story here (held, for content safety)."""
         if not self.check_selected(asset, name):
             return
-        self.reporter.checked(CheckOutcome(sid, asset, name, list(problems)))
+        self.reporter.checked(
+            CheckOutcome(sid, asset, name, list(problems), dict(facts or {}), severity)
+        )
         if problems and blocking:
             raise StageError(
                 sid,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from storygen_dagster.domain.printing import PrintSettings
 from storygen_dagster.providers.base import ImageService, StoryLLM
 from storygen_dagster.providers.moderation import Moderation
 from storygen_dagster.storage.objects import ObjectStore
@@ -22,6 +23,7 @@ class StoryDeps:
     budget: int
     blocklist: tuple[str, ...]
     moderation: Moderation | None = None
+    printing: PrintSettings = field(default_factory=PrintSettings)
 
 
 @dataclass(frozen=True)

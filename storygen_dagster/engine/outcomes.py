@@ -40,6 +40,7 @@ class CheckOutcome:
     check: str
     problems: list[str]
     facts: dict[str, Any] = field(default_factory=dict)
+    severity: str | None = None  # "error" / "warn" for this evaluation; None: the check's own
 
     @property
     def passed(self) -> bool:

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 
-from storygen_dagster.engine import book, review, scenes, stored, text
+from storygen_dagster.engine import book, print_books, review, scenes, stored, text
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.deps import RunOptions, StoryDeps
 from storygen_dagster.engine.outcomes import Reporter, StageError
 from storygen_dagster.engine.vocabulary import (
     ASSETS,
     BOOK,
+    EPUB,
     IMAGES,
     MOMENTS,
+    PDF,
     STORY_FIELDS,
     STRUCTURED,
 )
@@ -59,7 +61,7 @@ class StoryEngine:
                 raise result
         if run.selected(MOMENTS):
             await _stage(sid, MOMENTS, scenes.scene_moments(run, sid, story))
-        if any(run.selected(a) for a in (MOMENTS, IMAGES, BOOK)) and await _stage(
+        if any(run.selected(a) for a in (MOMENTS, IMAGES, BOOK, PDF, EPUB)) and await _stage(
             sid, MOMENTS, review.held(run, sid)
         ):
             return run.done.get(sid, [])
@@ -67,5 +69,8 @@ class StoryEngine:
             await _stage(sid, IMAGES, scenes.scene_images(run, sid, story))
         if run.selected(BOOK):
             await _stage(sid, BOOK, book.storybook(run, sid))
+        for asset in (PDF, EPUB):
+            if run.selected(asset):
+                await _stage(sid, asset, print_books.print_file(run, sid, asset))
         await _stage(sid, "up_to_date", stored.up_to_date(run, sid))
         return run.done.get(sid, [])

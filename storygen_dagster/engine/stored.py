@@ -16,6 +16,7 @@ from storygen_dagster.domain.images import ImageCheckError, inspect_png
 from storygen_dagster.engine.book import content_safety
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import StageError
+from storygen_dagster.engine.print_books import check_stored_preflight
 from storygen_dagster.engine.review import check_approved
 from storygen_dagster.engine.vocabulary import ASSETS, IMAGES, STORY_FIELDS, STRUCTURED
 from storygen_dagster.storage import reads
@@ -73,6 +74,7 @@ async def check_stored(run: StoryRun, sid: str) -> None:
     except StageError as exc:
         failures.append(exc)
     await check_approved(run, sid)
+    await check_stored_preflight(run, sid)
     await up_to_date(run, sid)
     if failures:
         raise failures[0]

@@ -1,4 +1,4 @@
-"""The six story assets' code versions and checks; their names are domain/assets.py's (the
+"""The eight story assets' code versions and checks; their names are domain/assets.py's (the
 names Dagster keys, Postgres provenance entries, the audit log and `storygen status` use)."""
 
 from dataclasses import dataclass
@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from storygen_dagster.domain.assets import (
     ASSETS,
     BOOK,
+    EPUB,
     IMAGES,
     MOMENTS,
+    PDF,
     STORY_FIELDS,
     STRUCTURED,
     STYLE,
@@ -20,8 +22,10 @@ __all__ = [
     "BOOK",
     "CHECKS",
     "CODE_VERSIONS",
+    "EPUB",
     "IMAGES",
     "MOMENTS",
+    "PDF",
     "STORY_FIELDS",
     "STRUCTURED",
     "STYLE",
@@ -38,6 +42,8 @@ CODE_VERSIONS = {
     MOMENTS: f"scene_moment-{PROMPT_VERSIONS['scene_moment']}",
     IMAGES: "scene_images-v1",
     BOOK: "storybook-v1",
+    PDF: "storybook_pdf-v1",
+    EPUB: "storybook_epub-v1",
 }
 
 
@@ -92,6 +98,15 @@ CHECKS = (
         "The review gate (STORYGEN_REVIEW=story, or a request with review: true): a person "
         "approved the story's text before any picture is made. WARN while it awaits review "
         "or is rewritten after a rejection; each decision is reported here when it is made.",
+        warn=True,
+    ),
+    CheckDef(
+        PDF,
+        "print_preflight",
+        "The PDF as a printer reads it: page count, trim and bleed boxes, fonts embedded, and "
+        "each picture's resolution at its printed size against STORYGEN_PRINT_MIN_DPI (WARN, "
+        "saying what pixel size would pass). A missing picture, box or font fails it (ERROR).",
+        blocking=False,
         warn=True,
     ),
     *(CheckDef(a, "up_to_date", _UP_TO_DATE, blocking=False, warn=True) for a in ASSETS),

@@ -113,6 +113,8 @@ def story_overview(engine: sa.Engine, story_id: str | None = None) -> pd.DataFra
         stories.c.title,
         scene_count.label("scenes"),
         stories.c.book_uri.label("book"),
+        stories.c.pdf_uri.label("pdf"),
+        stories.c.epub_uri.label("epub"),
         stories.c.error,
         stories.c.updated_at,
     ).order_by(stories.c.created_at, stories.c.story_id)
@@ -123,5 +125,15 @@ def story_overview(engine: sa.Engine, story_id: str | None = None) -> pd.DataFra
         op.rows = len(rows)
     return pd.DataFrame(
         [dict(r) for r in rows],
-        columns=["story_id", "status", "title", "scenes", "book", "error", "updated_at"],
+        columns=[
+            "story_id",
+            "status",
+            "title",
+            "scenes",
+            "book",
+            "pdf",
+            "epub",
+            "error",
+            "updated_at",
+        ],
     )

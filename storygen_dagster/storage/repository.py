@@ -8,6 +8,7 @@ from storygen_dagster.storage.story_rows import (
     register_request,
     save_story_field,
     set_book,
+    set_print_file,
 )
 from storygen_dagster.storage.structured_rows import save_structured_story
 from storygen_dagster.storage.writes import NOW, StoryNotFound, jsonb_patch, user_owned
@@ -22,6 +23,7 @@ __all__ = [
     "save_story_field",
     "save_structured_story",
     "set_book",
+    "set_print_file",
     "upsert_scene_columns",
     "user_owned",
 ]

@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import sqlalchemy as sa
 
 from storygen_dagster.domain import fingerprints as fp
-from storygen_dagster.domain.assets import ASSETS, PROMPT_OF
+from storygen_dagster.domain.assets import ASSETS, PRINT_FILES, PROMPT_OF
 from storygen_dagster.domain.plan import user_owned, value_state
+from storygen_dagster.domain.printing import PrintSettings
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
+from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import reads
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import scenes, stories
@@ -50,9 +52,12 @@ def _item(asset: str, reason: str, scene: int | None = None) -> dict:
     return {"asset": asset, "scene_number": scene, "reason": reason}
 
 
-def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
+def stale_items(
+    engine: sa.Engine, story_id: str, printing: PrintSettings | None = None
+) -> list[dict]:
     """Every stale or missing value of the story: [{asset, scene_number, reason}], in
-    pipeline order. An empty list: everything is built from its current inputs."""
+    pipeline order. An empty list: everything is built from its current inputs. `printing`:
+    the print settings the PDF and EPUB are compared with (unset: STORYGEN_PRINT_*)."""
     requests = reads.load_requests(engine, [story_id])
     if story_id not in requests:
         raise LookupError(f"story_id {story_id!r} not found")
@@ -122,6 +127,19 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
         book_reason = "missing"
     if book_reason:
         items.append(_item("storybook", book_reason))
+    printing = printing or PrintSettings.from_settings(get_settings())
+    rows = frame.to_dict("records")
+    pages = [(int(r["scene_number"]), r["text"], r["moment"], r["image_sha256"]) for r in rows]
+    for asset, column in PRINT_FILES.items():
+        built = bool(reads.load_story_field(engine, [story_id], column).get(story_id))
+        if book_reason:
+            why = "upstream stale" if built else "missing"
+        else:
+            why = value_state(
+                fp.print_file(asset, story, pages, printing), stored.get(asset), built
+            )
+        if why:
+            items.append(_item(asset, why))
     return items
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
+from storygen_dagster.domain.assets import PRINT_FILES
 from storygen_dagster.domain.models import Provenance, StoryRequest
 from storygen_dagster.storage.audit import record_changes
 from storygen_dagster.storage.dblog import db_op
@@ -122,6 +123,51 @@ def set_book(
                 asset="book",
                 old={"book_uri": before},
                 new={"book_uri": book_uri},
+                source="ai",
+                updated_by=by,
+                run_id=run_id_of(by),
+            )
+
+
+def set_print_file(
+    engine: sa.Engine,
+    story_id: str,
+    asset: str,
+    uri: str,
+    by: str,
+    *,
+    input_fingerprint: str | None = None,
+) -> None:
+    """The URI of the story's storybook_pdf or storybook_epub (the status is the HTML book's)."""
+    column = stories.c[PRINT_FILES[asset]]
+    with db_op(f"set_{asset}", story_id=story_id) as op, engine.begin() as conn:
+        before = conn.execute(
+            sa.select(column).where(stories.c.story_id == story_id).with_for_update()
+        ).scalar_one_or_none()
+        op.rows = conn.execute(
+            stories.update()
+            .where(stories.c.story_id == story_id)
+            .values(
+                {
+                    column: uri,
+                    stories.c.field_sources: jsonb_patch(
+                        stories.c.field_sources, {column.name: "ai"}
+                    ),
+                    stories.c.input_fingerprints: jsonb_patch(
+                        stories.c.input_fingerprints, fingerprint_entry(asset, input_fingerprint)
+                    ),
+                    stories.c.updated_at: NOW,
+                    stories.c.updated_by: by,
+                }
+            )
+        ).rowcount
+        if op.rows:
+            record_changes(
+                conn,
+                story_id=story_id,
+                asset=asset,
+                old={column.name: before},
+                new={column.name: uri},
                 source="ai",
                 updated_by=by,
                 run_id=run_id_of(by),

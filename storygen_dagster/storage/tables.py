@@ -43,6 +43,8 @@ stories = sa.Table(
     sa.Column("status", sa.Text, nullable=False, server_default="pending"),
     sa.Column("error", sa.Text),
     sa.Column("book_uri", sa.Text),
+    sa.Column("pdf_uri", sa.Text),  # storybook_pdf (migration 0009)
+    sa.Column("epub_uri", sa.Text),  # storybook_epub
     *_audit_columns(),
 )
 

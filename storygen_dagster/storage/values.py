@@ -6,6 +6,7 @@ the repository, the object store): the one code path the IO managers are built o
 - scene_images: DataFrame (scene_number, image_prompt, image_uri, image_sha256), plus the PNG
   bytes as `image_png` with `with_bytes=True`
 - storybook: the book's HTML (str), or its URI with `as_uri=True`
+- storybook_pdf, storybook_epub: the file's bytes, or its URI with `as_uri=True`
 - story_catalog: the story's catalog row, a one-row DataFrame (storage/catalog.py)
 
 Every function takes and returns values keyed by story id."""
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from storygen_dagster.domain.assets import PRINT_FILES
 from storygen_dagster.domain.models import BaseStyle, Provenance, StructuredStory, VisualProfile
 from storygen_dagster.storage import catalog, reads
 from storygen_dagster.storage import repository as repo
@@ -31,7 +33,7 @@ _FIELDS: dict[str, type[VisualProfile] | type[BaseStyle]] = {
     "base_style": BaseStyle,
 }
 DATABASE_ASSETS = frozenset({"structured_story", *_FIELDS, "scene_moments", "story_catalog"})
-OBJECT_ASSETS = frozenset({"scene_images", "storybook"})
+OBJECT_ASSETS = frozenset({"scene_images", "storybook", *PRINT_FILES})
 
 
 class MissingValue(LookupError):
@@ -70,6 +72,9 @@ def read(
     elif asset == "storybook":
         uris: dict[str, Any] = reads.load_story_field(engine, ids, "book_uri")
         found = uris if as_uri else {s: _store(store).get(u).decode() for s, u in uris.items()}
+    elif asset in PRINT_FILES:
+        files: dict[str, Any] = reads.load_story_field(engine, ids, PRINT_FILES[asset])
+        found = files if as_uri else {s: _store(store).get(u) for s, u in files.items()}
     elif asset == "story_catalog":
         found = catalog.load_rows(engine, ids)
     else:
@@ -132,6 +137,12 @@ def write(
             key = _store(store).key_for("books", sid, html, ".html")
             uris.append(_store(store).put(key, html))
             repo.set_book(engine, sid, uris[-1], by)
+    elif asset in PRINT_FILES:
+        suffix = ".pdf" if asset == "storybook_pdf" else ".epub"
+        for sid, data in values.items():
+            key = _store(store).key_for("books", sid, bytes(data), suffix)
+            uris.append(_store(store).put(key, bytes(data)))
+            repo.set_print_file(engine, sid, asset, uris[-1], by)
     elif asset == "story_catalog":
         frames = [f.assign(story_id=sid) for sid, f in values.items()]
         rows = catalog.upsert_rows(engine, pd.concat(frames, ignore_index=True), by)

@@ -1,4 +1,4 @@
-"""The six story assets, materialized by one multi-asset step.
+"""The eight story assets, materialized by one multi-asset step.
 
 Each asset keeps its own key, lineage, code version, checks and per-story materializations,
 but one step runs them all for every story in the run: each story's chain as its own
@@ -32,9 +32,19 @@ from storygen_dagster.defs.runner import (
     tag_is_set,
 )
 from storygen_dagster.defs.story.checks import CHECK_SPECS, evaluation, selected_checks
-from storygen_dagster.defs.story.keys import BOOK, IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
+from storygen_dagster.defs.story.keys import (
+    BOOK,
+    EPUB,
+    IMAGES,
+    MOMENTS,
+    PDF,
+    STRUCTURED,
+    STYLE,
+    VISUAL,
+)
 from storygen_dagster.defs.story.metadata import materialization
 from storygen_dagster.domain.checks import DEFAULT_BLOCKLIST
+from storygen_dagster.domain.printing import PrintSettings
 from storygen_dagster.engine import (
     Built,
     CheckOutcome,
@@ -54,6 +64,11 @@ _STORY: dict[str, Any] = {"group_name": "story", "kinds": {"python", "postgres"}
 _IMAGES: dict[str, Any] = {
     "group_name": "images",
     "kinds": {"python", "postgres", "s3"},
+    "skippable": True,
+}
+_BOOKS: dict[str, Any] = {
+    "group_name": "books",
+    "kinds": {"python", "pdf", "s3"},
     "skippable": True,
 }
 
@@ -101,6 +116,23 @@ SPECS = [
         code_version=CODE_VERSIONS["storybook"],
         **_IMAGES,
     ).with_io_manager_key(OBJECTS_IO),
+    dg.AssetSpec(
+        PDF,
+        deps=[BOOK, IMAGES],
+        description="The print-ready PDF: a square picture book with cover, title page, a page "
+        "per scene with the picture to the bleed, and a back cover (trim and bleed boxes set, "
+        "fonts embedded; STORYGEN_PRINT_TRIM_IN / _BLEED_IN).",
+        code_version=CODE_VERSIONS["storybook_pdf"],
+        **_BOOKS,
+    ).with_io_manager_key(OBJECTS_IO),
+    dg.AssetSpec(
+        EPUB,
+        deps=[BOOK, IMAGES],
+        description="The EPUB 3 e-book: cover, title page, one page per scene with the picture "
+        "(the scene's moment as alt text) and its text, navigation, language and title.",
+        code_version=CODE_VERSIONS["storybook_epub"],
+        **_BOOKS,
+    ).with_io_manager_key(OBJECTS_IO),
 ]
 
 
@@ -138,6 +170,7 @@ def story_assets(
         budget=images.prompt_budget(),
         blocklist=tuple(settings.content_blocklist or ()) or DEFAULT_BLOCKLIST,
         moderation=moderation.client(),
+        printing=PrintSettings.from_settings(settings),
     )
     options = RunOptions(
         by=f"run:{context.run.run_id}",

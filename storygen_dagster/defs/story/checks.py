@@ -11,6 +11,7 @@ story of the range; the engine holds the failing story itself."""
 import dagster as dg
 
 from storygen_dagster.defs.partitions import story_partitions
+from storygen_dagster.defs.story.metadata import fact_value
 from storygen_dagster.engine.outcomes import CheckOutcome
 from storygen_dagster.engine.vocabulary import CHECKS, CheckDef
 
@@ -45,10 +46,17 @@ def evaluation(outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
         check_name=outcome.check,
         passed=outcome.passed,
         partition=outcome.story_id,
-        severity=_severity(check),
+        severity=(
+            dg.AssetCheckSeverity.ERROR
+            if outcome.severity == "error"
+            else dg.AssetCheckSeverity.WARN
+            if outcome.severity == "warn"
+            else _severity(check)
+        ),
         description="; ".join(outcome.problems)[:1000] or None,
         metadata={
             "story_id": dg.MetadataValue.text(outcome.story_id),
             "problems": dg.MetadataValue.json(outcome.problems),
+            **{k: fact_value(v) for k, v in outcome.facts.items()},
         },
     )

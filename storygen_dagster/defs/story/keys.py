@@ -1,4 +1,4 @@
-"""The six story asset keys, from the engine's vocabulary."""
+"""The eight story asset keys, from the engine's vocabulary."""
 
 import dagster as dg
 
@@ -10,4 +10,6 @@ STYLE = dg.AssetKey(v.STYLE)
 MOMENTS = dg.AssetKey(v.MOMENTS)
 IMAGES = dg.AssetKey(v.IMAGES)
 BOOK = dg.AssetKey(v.BOOK)
+PDF = dg.AssetKey(v.PDF)
+EPUB = dg.AssetKey(v.EPUB)
 STORY_FIELDS = {v.VISUAL: VISUAL, v.STYLE: STYLE}
