@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     )
     print_trim_in: float = Field(8.5, ge=4, le=14, description="Square trim of the PDF, inches")
     print_bleed_in: float = Field(0.125, ge=0, le=0.5, description="Bleed on every side, inches")
-    print_min_dpi: int = Field(300, ge=72, le=1200, description="print_preflight's picture dpi")
+    print_min_dpi: int = Field(300, ge=1, le=1200, description="print_preflight's picture dpi")
     print_font: Path | None = Field(None, description="A .ttf for the books; unset = Kurinto Sans")
     book_language: str = Field(
         "en",

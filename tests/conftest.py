@@ -197,6 +197,17 @@ class _NotAUnitTest(Exception):
     pass
 
 
+# The test pictures are 320x240: at the printed size that is ~27-36 dpi. Runs in process read
+# this minimum, so print_preflight passes unless a test asks for print resolution itself
+# (tests/test_print_books.py); `storygen` subprocesses get the real default (cli_env drops it).
+TEST_PRINT_MIN_DPI = "20"
+
+
+@pytest.fixture(autouse=True)
+def _low_print_resolution_minimum(monkeypatch):
+    monkeypatch.setenv("STORYGEN_PRINT_MIN_DPI", TEST_PRINT_MIN_DPI)
+
+
 @pytest.fixture(autouse=True)
 def _unit_tests_stay_in_process(request, monkeypatch):
     """A unit test starts no process and opens no Postgres connection: one that does belongs in

@@ -28,8 +28,8 @@ class PrintSettings:
             raise ValueError(f"print trim_in: {self.trim_in} in is not between 4 and 14")
         if not 0 <= self.bleed_in <= 0.5:
             raise ValueError(f"print bleed_in: {self.bleed_in} in is not between 0 and 0.5")
-        if not 72 <= self.min_dpi <= 1200:
-            raise ValueError(f"print min_dpi: {self.min_dpi} is not between 72 and 1200")
+        if not 1 <= self.min_dpi <= 1200:
+            raise ValueError(f"print min_dpi: {self.min_dpi} is not between 1 and 1200")
         if not LANGUAGE_TAG.match(self.language):
             raise ValueError(f"book language: {self.language!r} is not a BCP 47 tag like 'en'")
 
