@@ -158,6 +158,7 @@ E2E = {
     "test_review_dev",
     "test_review_page::test_reviewer_approves_rejects_and_edits_in_chromium",  # a browser
     "test_model_replies::test_storygen_demo_makes_six_books_against_a_schema_only_host",
+    "test_print_books::test_epub_passes_epubcheck",  # a java process (epubcheck)
 }
 # In process, against a database server, the HTTP provider fake, moto's S3 or a Dagster
 # instance: a test that uses one of these fixtures, or is named here.

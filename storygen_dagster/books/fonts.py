@@ -95,7 +95,7 @@ def fonts_for(text: str, font: str | None = None, language: str = "en") -> FontS
     body = _user_font(font) if font else _kurinto("KurintoSans")
     covered = _coverage(body.regular)
     missing = "".join(c for c in set(text) if ord(c) not in covered and not c.isspace())
-    cjk = _cjk_face(missing, language) if missing else None
+    cjk = _cjk_face(text, language) if missing else None
     return FontSet(body, (_kurinto(_CJK[cjk]),) if cjk else ())
 
 
