@@ -46,6 +46,7 @@ def test_demo_makes_html_pdf_and_epub_for_every_story(cli_env, tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert check.returncode == 0 and "0 errors / 0 warnings" in check.stdout, check.stdout
     pages = _render(files[".pdf"][0], tmp_path / "pages")
@@ -61,6 +62,7 @@ def _render(pdf: Path, out: Path) -> list[Path]:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0 and not done.stderr, done.stderr
     return sorted(out.glob("page-*.png"))
