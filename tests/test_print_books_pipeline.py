@@ -29,7 +29,7 @@ def _preflight(instance, sid: str):
     records = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("storybook_pdf"), "print_preflight"), limit=10
     )
-    return [r for r in records if r.partition == sid][0].event.asset_check_evaluation
+    return next(r for r in records if r.partition == sid).event.asset_check_evaluation
 
 
 def test_text_edit_rerenders_pdf_and_epub_without_a_provider_call(
