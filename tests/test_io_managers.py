@@ -29,7 +29,10 @@ ORDER = [
     "scene_moments",
     "scene_images",
     "storybook",
+    "storybook_pdf",
+    "storybook_epub",
 ]
+OBJECT_KEYS = ("scene_images", "storybook", "storybook_pdf", "storybook_epub")
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
@@ -70,6 +73,9 @@ def test_every_story_asset_loads_its_stored_value(instance, engine, test_defs):
     with engine.connect() as conn:
         uri = conn.execute(sa.text("select book_uri from stories where story_id='io-1'")).scalar()
     assert load("storybook", as_uri=True) == uri
+    pdf, epub = load("storybook_pdf"), load("storybook_epub")
+    assert pdf.startswith(b"%PDF") and epub.startswith(b"PK")
+    assert load("storybook_pdf", as_uri=True).endswith(".pdf")
 
 
 def test_story_step_sets_up_io_managers_but_never_calls_handle_output(instance, engine, resources):
@@ -96,7 +102,7 @@ def test_story_step_sets_up_io_managers_but_never_calls_handle_output(instance, 
         instance=instance,
         resources={**resources, **recorded},
     )
-    assert result.success and len(result.get_asset_materialization_events()) == 6
+    assert result.success and len(result.get_asset_materialization_events()) == 8
     assert calls == []
     # ... although Dagster sets both IO managers up for the step.
     inits = [e.message for e in result.all_events if e.event_type_value == "RESOURCE_INIT_SUCCESS"]
@@ -225,7 +231,7 @@ def test_values_written_through_the_io_managers_load_back_the_same(instance, eng
         )
 
     for key in ORDER:
-        manager = managers[OBJECTS_IO if key in ("scene_images", "storybook") else POSTGRES_IO]
+        manager = managers[OBJECTS_IO if key in OBJECT_KEYS else POSTGRES_IO]
         opts = {"with_bytes": True} if key == "scene_images" else {}
         value = manager.load_input(context("in", key, ["src-1"], **opts))
         out = context("out", key, ["copy-1", "copy-2"])
@@ -243,7 +249,7 @@ def test_values_written_through_the_io_managers_load_back_the_same(instance, eng
                 pd.testing.assert_frame_equal(copy, value)
             else:
                 assert copy == value
-        if key == "storybook":
+        if key in OBJECT_KEYS[1:]:
             uris = manager.load_input(context("in", key, ["copy-1"], as_uri=True))
             assert uris.startswith(store.uri("books/copy-1") + "/")
     # None is "the asset stored its value itself": nothing is written.

@@ -62,8 +62,16 @@ def test_edited_scene_is_stale_downstream_only_and_refreshes_alone(instance, eng
         ("scene_moments", 2),
         ("scene_images", 2),
         ("storybook", None),
+        ("storybook_pdf", None),
+        ("storybook_epub", None),
     }
-    assert stale_assets(items) == ["scene_moments", "scene_images", "storybook"]
+    assert stale_assets(items) == [
+        "scene_moments",
+        "scene_images",
+        "storybook",
+        "storybook_pdf",
+        "storybook_epub",
+    ]
 
     [outcome] = materialize_stories(
         test_defs,
