@@ -222,6 +222,8 @@ def _values(engine, sid):
     }
     out |= {(f, f, None): story[f] for f in ("visual_profile", "base_style")}
     out[("book", "book_uri", None)] = story["book_uri"]
+    out[("storybook_pdf", "pdf_uri", None)] = story["pdf_uri"]
+    out[("storybook_epub", "epub_uri", None)] = story["epub_uri"]
     for s in _rows(engine, "select * from scenes where story_id = :sid", sid=sid):
         n = s["scene_number"]
         out[("structured_story", "text", n)] = s["text"]
@@ -245,7 +247,7 @@ def test_generate_edit_rerun_audit_log_holds_exactly_the_changes(engine, instanc
     assert {(r["asset"], r["field"], r["scene_number"]) for r in generated} == set(
         _values(engine, "ava-1")
     )  # one row per stored value
-    assert len(generated) == len(_values(engine, "ava-1")) == 7 + 3 * 5
+    assert len(generated) == len(_values(engine, "ava-1")) == 9 + 3 * 5
 
     edit_story(engine, "ava-1", by="alice", scene_number=2, text="Ava counts the stars.")
     edit_story(engine, "ava-1", by="alice", fields={"story_meta.tone": "calm"})
@@ -373,11 +375,16 @@ def test_cli_edit_then_status_shows_stale_and_run_stale_only_refreshes_just_that
         ("scene_moments", 2),
         ("scene_images", 2),
         ("storybook", None),
+        ("storybook_pdf", None),
+        ("storybook_epub", None),
     }
     before = _rows(engine, "select scene_number, moment, updated_at from scenes order by 1")
     run = cli("run", "demo-01", "--stale-only")
     assert run.exit_code == 0, run.output
-    assert "refreshing scene_moments, scene_images, storybook" in run.output
+    assert (
+        "refreshing scene_moments, scene_images, storybook, storybook_pdf, storybook_epub"
+        in run.output
+    )
     after = _rows(engine, "select scene_number, text, moment, updated_at from scenes order by 1")
     assert after[1]["text"] == "Under the bridge, a lantern glows."  # the edit is kept
     assert "lantern" in after[1]["moment"] and after[1]["moment"] != before[1]["moment"]

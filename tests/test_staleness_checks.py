@@ -115,6 +115,8 @@ def test_changed_visual_profile_makes_every_image_stale(instance, engine, test_d
         ("scene_images", 2),
         ("scene_images", 3),
         ("storybook", None),
+        ("storybook_pdf", None),
+        ("storybook_epub", None),
     }
 
 
@@ -243,6 +245,8 @@ def test_user_edited_moment_is_kept_never_stale_and_costs_no_call(instance, engi
     assert {(i["asset"], i["scene_number"]) for i in items} == {
         ("scene_images", 3),
         ("storybook", None),
+        ("storybook_pdf", None),
+        ("storybook_epub", None),
     }
     # A full AI re-run keeps the moment and makes no call for it.
     [outcome] = materialize_stories(test_defs, instance, ["own-1"])
