@@ -155,6 +155,8 @@ def test_request_waits_for_review_without_image_calls_then_approval_makes_the_bo
     assert sorted(k.to_user_string() for k in run_request.asset_selection) == [
         "scene_images",
         "storybook",
+        "storybook_epub",
+        "storybook_pdf",
     ]
     assert queue.request_rows(engine)[0]["status"] == "queued"
     result = _execute(gate_defs, instance, run_request)
