@@ -85,9 +85,7 @@ CHECKS = (
     CheckDef(
         IMAGES, "images_valid", "Every image decodes, has the configured size and is not blank."
     ),
-    CheckDef(
-        SHEET, "images_valid", "The sheet decodes, has the configured size and is not blank."
-    ),
+    CheckDef(SHEET, "images_valid", "The sheet decodes, has the configured size and is not blank."),
     CheckDef(
         IMAGES,
         "character_consistent",

@@ -110,7 +110,7 @@ def read_card(prompt: str) -> Cast:
 
     eyes = part(" eyes")
     after = parts[parts.index(eyes) + 1 :] if eyes else []
-    clothes = (after + ["", "", ""])[:3] if after else ["top " + child, "bottom", "shoes"]
+    clothes = [*after, "", "", ""][:3] if after else ["top " + child, "bottom", "shoes"]
     return Cast(
         skin=_lookup(part(" skin"), SKIN) or _color(part(" skin") or "skin"),
         hair=_lookup(part(" hair"), HAIR) or _color(part(" hair") or "hair"),
