@@ -6,6 +6,8 @@ from storygen_dagster.domain.ids import InvalidStoryId, validate_story_id
 
 # A run tagged storygen/fresh=true bypasses the provider call cache (`storygen run --fresh`).
 FRESH_TAG = "storygen/fresh"
+# A new locked image seed for the story (`storygen run --new-seed`); --fresh alone keeps it.
+NEW_SEED_TAG = "storygen/new-seed"
 # Only the values whose input fingerprints changed are regenerated (`storygen run --stale-only`).
 STALE_ONLY_TAG = "storygen/stale-only"
 # AI values replace user edits (`storygen run --overwrite-user-edits`); by default edits stay.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from storygen_dagster.providers.base import ImageService, StoryLLM
+from storygen_dagster.providers.base import CharacterJudge, ImageService, StoryLLM
 from storygen_dagster.providers.moderation import Moderation
 from storygen_dagster.storage.objects import ObjectStore
 
@@ -22,6 +22,9 @@ class StoryDeps:
     budget: int
     blocklist: tuple[str, ...]
     moderation: Moderation | None = None
+    # Judges whether each scene's child is the sheet's (the vision review, issue 16); None:
+    # the image service's own measure where it has one (the offline painter's).
+    character_judge: CharacterJudge | None = None
 
 
 @dataclass(frozen=True)
@@ -33,3 +36,4 @@ class RunOptions:
     stale_only: bool = False  # regenerate only values whose input fingerprints changed
     overwrite: bool = False  # AI values replace user edits
     review_all: bool = False  # STORYGEN_REVIEW=story: every story waits for approval
+    new_seed: bool = False  # draw a new locked image seed for the story (`run --new-seed`)

@@ -1,4 +1,4 @@
-"""The six story assets, materialized by one multi-asset step.
+"""The seven story assets, materialized by one multi-asset step.
 
 Each asset keeps its own key, lineage, code version, checks and per-story materializations,
 but one step runs them all for every story in the run: each story's chain as its own
@@ -26,13 +26,22 @@ from storygen_dagster.defs.resources import (
 )
 from storygen_dagster.defs.runner import (
     FRESH_TAG,
+    NEW_SEED_TAG,
     OVERWRITE_TAG,
     STALE_ONLY_TAG,
     story_ids,
     tag_is_set,
 )
 from storygen_dagster.defs.story.checks import CHECK_SPECS, evaluation, selected_checks
-from storygen_dagster.defs.story.keys import BOOK, IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
+from storygen_dagster.defs.story.keys import (
+    BOOK,
+    IMAGES,
+    MOMENTS,
+    SHEET,
+    STRUCTURED,
+    STYLE,
+    VISUAL,
+)
 from storygen_dagster.defs.story.metadata import materialization
 from storygen_dagster.domain.checks import DEFAULT_BLOCKLIST
 from storygen_dagster.engine import (
@@ -86,16 +95,25 @@ SPECS = [
         **_STORY,
     ).with_io_manager_key(POSTGRES_IO),
     dg.AssetSpec(
+        SHEET,
+        deps=[VISUAL, STYLE],
+        description="One reference picture of the child and the friend per story (neutral pose, "
+        "plain background), drawn with the story's locked seed; every scene is drawn from it.",
+        code_version=CODE_VERSIONS["character_sheet"],
+        **_IMAGES,
+    ).with_io_manager_key(OBJECTS_IO),
+    dg.AssetSpec(
         IMAGES,
-        deps=[MOMENTS, VISUAL, STYLE],
+        deps=[MOMENTS, VISUAL, STYLE, SHEET],
         description="One picture per scene from base style + setting + character + moment "
-        "+ side character (prompt composed in code within a length budget).",
+        "+ side character (prompt composed in code within a length budget), with the "
+        "story's seed and its character sheet as the reference where the model takes one.",
         code_version=CODE_VERSIONS["scene_images"],
         **_IMAGES,
     ).with_io_manager_key(OBJECTS_IO),
     dg.AssetSpec(
         BOOK,
-        deps=[IMAGES, STRUCTURED],
+        deps=[IMAGES, STRUCTURED, SHEET],
         description="The finished book: an HTML page with the title and every scene's text "
         "and picture. Held (not built) when the content-safety check fails.",
         code_version=CODE_VERSIONS["storybook"],
@@ -146,6 +164,7 @@ def story_assets(
         fresh=tag_is_set(context, FRESH_TAG),
         stale_only=tag_is_set(context, STALE_ONLY_TAG),
         overwrite=tag_is_set(context, OVERWRITE_TAG),
+        new_seed=tag_is_set(context, NEW_SEED_TAG),
         review_all=settings.review == "story",
     )
     events: queue.SimpleQueue = queue.SimpleQueue()

@@ -11,6 +11,7 @@ story of the range; the engine holds the failing story itself."""
 import dagster as dg
 
 from storygen_dagster.defs.partitions import story_partitions
+from storygen_dagster.defs.story.metadata import fact_value
 from storygen_dagster.engine.outcomes import CheckOutcome
 from storygen_dagster.engine.vocabulary import CHECKS, CheckDef
 
@@ -50,5 +51,6 @@ def evaluation(outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
         metadata={
             "story_id": dg.MetadataValue.text(outcome.story_id),
             "problems": dg.MetadataValue.json(outcome.problems),
+            **{k: fact_value(v) for k, v in outcome.facts.items()},
         },
     )

@@ -1,4 +1,4 @@
-"""The six story asset keys, from the engine's vocabulary."""
+"""The seven story asset keys, from the engine's vocabulary."""
 
 import dagster as dg
 
@@ -8,6 +8,7 @@ STRUCTURED = dg.AssetKey(v.STRUCTURED)
 VISUAL = dg.AssetKey(v.VISUAL)
 STYLE = dg.AssetKey(v.STYLE)
 MOMENTS = dg.AssetKey(v.MOMENTS)
+SHEET = dg.AssetKey(v.SHEET)
 IMAGES = dg.AssetKey(v.IMAGES)
 BOOK = dg.AssetKey(v.BOOK)
 STORY_FIELDS = {v.VISUAL: VISUAL, v.STYLE: STYLE}
