@@ -149,6 +149,7 @@ class Console:
                     f'{_meta(metadata, "scenes")} scenes, "{_meta(metadata, "title")}"'
                 ],
                 "scene_moments": [f"{_meta(metadata, 'scenes')} scenes"],
+                "character_sheet": [f"seed {_meta(metadata, 'seed')}"],
                 "scene_images": [f"{_meta(metadata, 'images')} images, {_meta(metadata, 'size')}"],
             }.get(asset, [])
             if cost > 0:
