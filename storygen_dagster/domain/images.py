@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import cast
 
 from PIL import Image, ImageOps, ImageStat
 
@@ -80,7 +81,7 @@ def checked_sheet(data: bytes, name: str, *, max_bytes: int, width: int, height:
     if stddev < 4.0:
         raise ImageCheckError(f"{name}: the picture is blank (luminance stddev {stddev:.2f} < 4)")
     w, h = rgb.size
-    corner = rgb.getpixel((0, 0))
+    corner = cast(tuple[int, int, int], rgb.getpixel((0, 0)))
     fitted = ImageOps.pad(rgb, (width, height), color=corner) if (w, h) != (width, height) else rgb
     out = io.BytesIO()
     fitted.save(out, format="PNG")

@@ -64,6 +64,15 @@ def load_sheets(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, dict]:
     }
 
 
+def stored_seed(engine: sa.Engine, story_id: str) -> int | None:
+    with db_op("stored_seed", story_id=story_id) as op, engine.connect() as conn:
+        seed = conn.execute(
+            sa.select(stories.c.image_seed).where(stories.c.story_id == story_id)
+        ).scalar_one_or_none()
+        op.rows = 1
+    return None if seed is None else int(seed)
+
+
 def story_seed(engine: sa.Engine, story_id: str, by: str, *, renew: bool = False) -> int:
     """The story's locked seed: the stored one, else its derived first seed; `renew` draws a
     new random one (`storygen run --new-seed`). A change is audited."""
@@ -176,7 +185,7 @@ def set_user_sheet(engine: sa.Engine, story_id: str, uri: str, by: str) -> list[
                 }
             )
         ).rowcount
-        ids = conn.execute(
+        ids: Iterable[int] = conn.execute(
             sa.insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True), rows
         ).scalars()
         return [{**r, "id": i} for r, i in zip(rows, list(ids), strict=True)]

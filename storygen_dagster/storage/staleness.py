@@ -85,7 +85,7 @@ def stale_items(engine: sa.Engine, story_id: str) -> list[dict]:
             items.append(_item(name, why))
     profile, style = fields["visual_profile"], fields["base_style"]
     sheet = sheets.load_sheets(engine, [story_id]).get(story_id)
-    seed = reads.load_story_field(engine, [story_id], "image_seed").get(story_id)
+    seed = sheets.stored_seed(engine, story_id)
     sheet_why = _sheet_state(story, profile, style, sheet, seed, stored, user_fields)
     sheet_why = sheet_why or (
         "upstream stale" if upstream_story or any(field_stale.values()) else None

@@ -69,10 +69,10 @@ def read(
             for frame in found.values():
                 frame["image_png"] = [_store(store).get(uri) for uri in frame["image_uri"]]
     elif asset == "character_sheet":
-        uris: dict[str, Any] = {s: v["uri"] for s, v in sheets.load_sheets(engine, ids).items()}
-        found = uris if as_uri else {s: _store(store).get(u) for s, u in uris.items()}
+        sheet_uris = {s: v["uri"] for s, v in sheets.load_sheets(engine, ids).items()}
+        found = sheet_uris if as_uri else {s: _store(store).get(u) for s, u in sheet_uris.items()}
     elif asset == "storybook":
-        uris = reads.load_story_field(engine, ids, "book_uri")
+        uris: dict[str, Any] = reads.load_story_field(engine, ids, "book_uri")
         found = uris if as_uri else {s: _store(store).get(u).decode() for s, u in uris.items()}
     elif asset == "story_catalog":
         found = catalog.load_rows(engine, ids)
