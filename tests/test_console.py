@@ -18,7 +18,7 @@ DAGSTER_EVENTS = ("STEP_START", "ASSET_MATERIALIZATION", "RUN_START", "dagster -
 
 def _progress(stderr: str, sid: str) -> list[str]:
     """The assets of the story's progress lines, in the order printed."""
-    return re.findall(rf"^{sid}\s+✓ (\w+)\s+\d/6", stderr, flags=re.MULTILINE)
+    return re.findall(rf"^{sid}\s+✓ (\w+)\s+\d/7", stderr, flags=re.MULTILINE)
 
 
 def _db_lines(text: str) -> list[str]:
@@ -42,7 +42,7 @@ def test_default_output_is_progress_and_summary_and_verbose_adds_the_details(cli
     assert not [event for event in DAGSTER_EVENTS if event in both]
     # Pipes, not a terminal: plain lines, no colour or cursor control.
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", both)
-    assert len(both.splitlines()) <= 2 * 6 + 2 + 4  # stages, header, summary
+    assert len(both.splitlines()) <= 2 * 7 + 2 + 4  # stages, header, summary
 
     verbose = storygen(["-v", "demo", "--stories", "2"], cli_env, tmp_path)
     assert verbose.returncode == 0, verbose.stderr[-3000:]

@@ -27,6 +27,7 @@ ORDER = [
     "visual_profile",
     "base_style",
     "scene_moments",
+    "character_sheet",
     "scene_images",
     "storybook",
 ]
@@ -96,7 +97,7 @@ def test_story_step_sets_up_io_managers_but_never_calls_handle_output(instance, 
         instance=instance,
         resources={**resources, **recorded},
     )
-    assert result.success and len(result.get_asset_materialization_events()) == 6
+    assert result.success and len(result.get_asset_materialization_events()) == 7
     assert calls == []
     # ... although Dagster sets both IO managers up for the step.
     inits = [e.message for e in result.all_events if e.event_type_value == "RESOURCE_INIT_SUCCESS"]
@@ -225,7 +226,8 @@ def test_values_written_through_the_io_managers_load_back_the_same(instance, eng
         )
 
     for key in ORDER:
-        manager = managers[OBJECTS_IO if key in ("scene_images", "storybook") else POSTGRES_IO]
+        objects = ("character_sheet", "scene_images", "storybook")
+        manager = managers[OBJECTS_IO if key in objects else POSTGRES_IO]
         opts = {"with_bytes": True} if key == "scene_images" else {}
         value = manager.load_input(context("in", key, ["src-1"], **opts))
         out = context("out", key, ["copy-1", "copy-2"])

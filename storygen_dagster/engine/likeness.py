@@ -20,6 +20,15 @@ CHECK = "character_consistent"
 
 
 async def _score(run: StoryRun, sid: str, sheet_png: bytes, row: dict) -> float | None:
+    """The scene's similarity, or None when nobody can measure it (a picture that is missing
+    or does not decode is images_valid's to report)."""
+    try:
+        return await _measure(run, sid, sheet_png, row)
+    except (OSError, ValueError):
+        return None
+
+
+async def _measure(run: StoryRun, sid: str, sheet_png: bytes, row: dict) -> float | None:
     png = await asyncio.to_thread(run.deps.store.get, row["image_uri"])
     number = int(row["scene_number"])
     judge = run.deps.character_judge
