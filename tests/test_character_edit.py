@@ -90,9 +90,7 @@ def test_bad_sheet_files_are_refused_naming_the_file_and_nothing_is_stored(
     assert audited["n"] == 0
 
 
-def test_uploaded_sheet_is_kept_on_rerun_and_the_scenes_are_redrawn_from_it(
-    cli, engine, tmp_path
-):
+def test_uploaded_sheet_is_kept_on_rerun_and_the_scenes_are_redrawn_from_it(cli, engine, tmp_path):
     assert cli("demo", "--stories", "1").exit_code == 0
     store = ObjectStore(str(tmp_path / "home" / "objects"))
     ai = _one(engine, "select character_sheet_uri, image_seed from stories")

@@ -69,7 +69,8 @@ def test_sheet_drawn_once_and_sent_with_every_scene_in_the_models_field(
     sheet, scenes = _drawn(fake)
     assert len(sheet) == 1 and len(scenes) == 3
     assert "image_url" not in sheet[0] and "reference_images" not in sheet[0]
-    stored = ObjectStore(str(object_root)).get(sheets.load_sheets(engine, ["ref-1"])["ref-1"]["uri"])
+    uri = sheets.load_sheets(engine, ["ref-1"])["ref-1"]["uri"]
+    stored = ObjectStore(str(object_root)).get(uri)
     other = "reference_images" if field == "image_url" else "image_url"
     for body in scenes:
         sent = body[field]
