@@ -3,6 +3,7 @@ check (issue 15): bad files are refused naming the file and nothing is stored; a
 kept on AI re-runs and the scenes are redrawn from it; the check passes on the offline pictures
 and fails for a scene painted with another child."""
 
+import contextvars
 import io
 import json
 
@@ -46,7 +47,16 @@ def cli(tmp_path, database_url, monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     (tmp_path / "dagster").mkdir()
-    yield lambda *args: CliRunner().invoke(main, list(args))
+
+    def invoke(*args):
+        # In a context of its own, as a `storygen` process would be: an instance an earlier
+        # test entered (`with instance:`) can leave Dagster's defs-state storage context
+        # variable pointing at a disposed instance ("Attempted to resolve undefined
+        # DagsterInstance weakref" when the CLI loads its definitions; seen after
+        # test_audit_run + test_automation in one session).
+        return contextvars.Context().run(CliRunner().invoke, main, list(args))
+
+    yield invoke
     detach_handlers()
 
 
