@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 
@@ -32,6 +32,7 @@ from storygen_dagster.defs.runner import (
     tag_is_set,
 )
 from storygen_dagster.defs.story.checks import CHECK_SPECS, evaluation, selected_checks
+from storygen_dagster.defs.story.failures import story_failed_message
 from storygen_dagster.defs.story.keys import BOOK, IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
 from storygen_dagster.defs.story.metadata import materialization
 from storygen_dagster.domain.checks import DEFAULT_BLOCKLIST
@@ -151,8 +152,18 @@ def story_assets(
     events: queue.SimpleQueue = queue.SimpleQueue()
     story_engine = StoryEngine(deps, options, _Reporter(events))
 
+    async def one(sid: str) -> Any:
+        try:
+            return await story_engine.run(sid)
+        except Exception as exc:  # this story stops; the others go on
+            # Recorded now, not when the batch ends: `storygen status` and the request
+            # lifecycle see it at once, and a kill later in the batch cannot lose it.
+            status, error = await asyncio.to_thread(_record_failure, engine, options.by, sid, exc)
+            events.put(_Failed(sid, status, error))
+            return exc
+
     async def main() -> list:
-        return await asyncio.gather(*(story_engine.run(sid) for sid in ids), return_exceptions=True)
+        return await asyncio.gather(*(one(sid) for sid in ids), return_exceptions=True)
 
     # The stories run in a worker thread; this generator yields each outcome as it arrives, so
     # the UI shows every story's progress during a long batch and nothing reported is lost
@@ -164,6 +175,8 @@ def story_assets(
         while (outcome := events.get()) is not _DONE:
             if isinstance(outcome, Built):
                 yield materialization(outcome, _input_pointers(context.instance, outcome))
+            elif isinstance(outcome, _Failed):
+                context.log.error(story_failed_message(*outcome))
             else:
                 yield evaluation(outcome)
         outcomes = running.result()
@@ -172,7 +185,7 @@ def story_assets(
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception):
                 raise outcome
-            failed[sid] = _record_failure(engine, options.by, sid, outcome)
+            failed[sid] = _error_text(outcome)
     context.log.info(
         f"{len(ids) - len(failed)} of {len(ids)} stories done"
         + (f"; failed: {', '.join(sorted(failed))}" if failed else "")
@@ -189,6 +202,12 @@ def story_assets(
 
 
 _DONE = object()
+
+
+class _Failed(NamedTuple):
+    story_id: str
+    status: str
+    error: str
 
 
 class _Reporter:
@@ -220,11 +239,13 @@ def _input_pointers(instance: dg.DagsterInstance, outcome: Built) -> dict[str, i
     return pointers
 
 
-def _record_failure(engine, by: str, sid: str, exc: Exception) -> str:
-    error = (
-        str(exc) if isinstance(exc, StageError) else f"story_assets: {type(exc).__name__}: {exc}"
-    )
+def _error_text(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, StageError) else f"story_assets: {type(exc).__name__}: {exc}"
+
+
+def _record_failure(engine, by: str, sid: str, exc: Exception) -> tuple[str, str]:
+    error = _error_text(exc)
     status = "held" if isinstance(exc, StageError) and exc.hold else "failed"
     log.error("story failed", extra={"story_id": sid, "error": error, "status": status})
     repo.mark_failed(engine, sid, error, by, status=status)
-    return error
+    return status, error
