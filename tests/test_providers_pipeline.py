@@ -213,7 +213,6 @@ def test_a_failed_story_is_recorded_and_told_while_the_batch_runs(
     built = [
         r.storage_id
         for r in records
-        if (m := r.event_log_entry.asset_materialization) is not None
-        and m.partition == survivor
+        if (m := r.event_log_entry.asset_materialization) is not None and m.partition == survivor
     ]
     assert len(built) == 6 and told_at < min(built)
