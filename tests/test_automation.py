@@ -15,7 +15,7 @@ from storygen_dagster.defs.automation.sensors import (
     story_run_started_sensor,
     story_run_succeeded_sensor,
 )
-from storygen_dagster.pipeline import RANGE_END, RANGE_START
+from storygen_dagster.defs.partitions import RANGE_END, RANGE_START
 from storygen_dagster.storage import requests as queue
 
 
