@@ -168,6 +168,12 @@ INTEGRATION = {
 }
 
 
+# Under pytest-xdist (`make test` runs `-n 3 --dist loadgroup`) the tests that run a whole
+# `storygen dev` (webserver, daemon, code server, run workers) share one worker: one at a time,
+# so two of them never compete for the two cores while they wait on daemon ticks.
+DAEMON_MODULES = {"test_dev_e2e", "test_dev_kill", "test_review_dev"}
+
+
 def _tier(item: pytest.Item) -> str:
     """The highest of a tier marker on the test and the tier of what it does."""
     module = item.module.__name__.rpartition(".")[2] if item.module else ""
@@ -191,6 +197,8 @@ def pytest_collection_modifyitems(config, items):
         item.user_properties.append(("tier", tier))
         if not item.get_closest_marker(tier):
             item.add_marker(tier)
+        if item.module and item.module.__name__.rpartition(".")[2] in DAEMON_MODULES:
+            item.add_marker(pytest.mark.xdist_group("daemons"))
 
 
 class _NotAUnitTest(Exception):
