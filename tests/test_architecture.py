@@ -18,6 +18,11 @@ LAYERS = {
     "storage": {"domain", "settings"},
     "providers": {"domain", "settings", "storage"},
     "engine": {"domain", "settings", "storage", "providers"},
+    "recovery": {"settings", "storage"},
+    "history": {"storage"},
+    "instance": {"recovery", "settings", "storage"},
+    # The Dagster layer: never the callers above it (pipeline, the CLI, console, review app).
+    "defs": {"domain", "engine", "instance", "providers", "recovery", "settings", "storage"},
 }
 
 

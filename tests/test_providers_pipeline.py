@@ -181,3 +181,40 @@ def test_one_story_failing_at_its_images_leaves_the_batch_built(
     assert set(ids) <= set(instance.get_materialized_partitions(dg.AssetKey("scene_moments")))
     run = instance.get_run_by_id(outcome.run_id)
     assert run.is_failure
+
+
+def test_a_failed_story_is_recorded_and_told_while_the_batch_runs(
+    fake, real_resources, instance, engine, provider_env
+):
+    """The first chat call is refused (400, not retried): that story stops at once. The other
+    story's first call takes 3 s. Its failure is in Postgres and in the event log as one ERROR
+    line before the other story has built anything, not only when the step ends."""
+    from storygen_dagster.defs.story.failures import parse_story_failed
+
+    ids = ["now-1", "now-2"]
+    _register(engine, ids, scene_count=3)
+    fake.queue(
+        "chat",
+        {"status": 400, "body": {"error": {"message": "model refused the request"}}, "sleep": 0},
+        {"sleep": 3},
+    )
+    [outcome] = materialize_stories(build_definitions(real_resources), instance, ids)
+    assert not outcome.success
+    records = instance.get_records_for_run(outcome.run_id).records
+    told = [
+        (r.storage_id, parse_story_failed(r.event_log_entry.user_message))
+        for r in records
+        if r.event_log_entry.dagster_event is None
+    ]
+    told = [(at, found) for at, found in told if found]
+    assert len(told) == 1, told
+    told_at, (doomed, status, error) = told[0]
+    assert status == "failed" and "model refused the request" in error
+    assert _statuses(engine, ids)[doomed] == ("failed", error)
+    [survivor] = set(ids) - {doomed}
+    built = [
+        r.storage_id
+        for r in records
+        if (m := r.event_log_entry.asset_materialization) is not None and m.partition == survivor
+    ]
+    assert len(built) == 6 and told_at < min(built)

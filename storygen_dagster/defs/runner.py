@@ -13,6 +13,14 @@ STALE_ONLY_TAG = "storygen/stale-only"
 # AI values replace user edits (`storygen run --overwrite-user-edits`); by default edits stay.
 OVERWRITE_TAG = "storygen/overwrite-user-edits"
 
+# The console shows INFO and up; DEBUG events stay in the event log for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def console_config(level: str) -> dict:
+    """Run config for Dagster's console logger at `level` (the event log keeps every event)."""
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
 
 def tag_is_set(context: dg.AssetExecutionContext, tag: str) -> bool:
     return context.run.tags.get(tag, "").lower() in ("1", "true", "yes")

@@ -15,6 +15,7 @@ import dagster as dg
 from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, request_run_tags
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.resources import StoryDatabase
+from storygen_dagster.defs.runner import console_config
 from storygen_dagster.defs.story.keys import (
     BOOK,
     IMAGES,
@@ -24,7 +25,6 @@ from storygen_dagster.defs.story.keys import (
     STYLE,
     VISUAL,
 )
-from storygen_dagster.pipeline import console_config
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import requests as queue
 from storygen_dagster.storage import reviews
