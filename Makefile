@@ -18,8 +18,11 @@ demo: $(STAMP)
 
 # A basetemp of our own: pytest prunes old /tmp/pytest-of-<user>/pytest-N dirs, including
 # those of another session still running (the embedded Postgres lives in one).
+# Three workers (pytest-xdist): most of the suite's time is spent waiting on real processes
+# (storygen dev's daemon ticks, run workers booting), not on the CPU. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(PY) -m pytest --basetemp=$(CURDIR)/.pytest-tmp
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --basetemp=$(CURDIR)/.pytest-tmp
 
 # The unit tier (no database, no server, no process; tests/conftest.py sets the tiers).
 test-fast: $(STAMP)

@@ -15,8 +15,8 @@ import dagster as dg
 
 from bench.tags import FRESH
 from storygen_dagster.definitions import build_definitions
+from storygen_dagster.defs.partitions import RANGE_END, RANGE_START, ensure_partitions
 from storygen_dagster.domain.examples import demo_requests
-from storygen_dagster.pipeline import RANGE_END, RANGE_START, ensure_partitions
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import migrate
 from storygen_dagster.storage.db import get_engine, resolve_database_url

@@ -133,6 +133,11 @@ def request(
     is_flag=True,
     help="Let AI values replace fields a user edited (kept by default).",
 )
+@click.option(
+    "--new-seed",
+    is_flag=True,
+    help="Draw a new image seed for the story (--fresh alone keeps it): new sheet and pictures.",
+)
 @click.pass_obj
 def run(
     ctx: Context,
@@ -141,13 +146,16 @@ def run(
     fresh: bool,
     stale_only: bool,
     overwrite_user_edits: bool,
+    new_seed: bool,
 ) -> None:
     """Re-materialize every asset of an existing story (cached provider calls are reused)."""
-    from storygen_dagster.defs.runner import FRESH_TAG, OVERWRITE_TAG, STALE_ONLY_TAG
+    from storygen_dagster.defs.runner import FRESH_TAG, NEW_SEED_TAG, OVERWRITE_TAG, STALE_ONLY_TAG
     from storygen_dagster.storage.reads import load_requests
     from storygen_dagster.storage.staleness import stale_assets, stale_items
 
     checked_story_id(story_id)
+    if new_seed and stale_only:
+        raise click.UsageError("--new-seed redraws every picture: use it without --stale-only")
     check_providers(ctx.settings)
     requests = load_requests(ctx.engine, [story_id])
     if story_id not in requests:
@@ -155,7 +163,12 @@ def run(
             f"story_id {story_id!r} not found; add it with `storygen request`"
         )
     request = requests[story_id].model_copy(update={"story_id": story_id})
-    flags = {FRESH_TAG: fresh, STALE_ONLY_TAG: stale_only, OVERWRITE_TAG: overwrite_user_edits}
+    flags = {
+        FRESH_TAG: fresh,
+        STALE_ONLY_TAG: stale_only,
+        OVERWRITE_TAG: overwrite_user_edits,
+        NEW_SEED_TAG: new_seed,
+    }
     tags = {tag: "true" for tag, on in flags.items() if on}
     assets = None
     if stale_only:

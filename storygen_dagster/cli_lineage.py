@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import click
 import dagster as dg
@@ -96,6 +97,12 @@ def _report_up_to_date(ctx: Context, instance, story_id: str) -> None:
     help="A story field, e.g. story_meta.tone=calm or child_profile.name=Mia (repeatable).",
 )
 @click.option(
+    "--character-sheet",
+    "sheet_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A PNG or JPEG of the cast that replaces the character sheet (scenes become stale).",
+)
+@click.option(
     "--by",
     default=lambda: os.environ.get("USER") or "cli",
     show_default="$USER or cli",
@@ -111,6 +118,7 @@ def edit(
     moment: str | None,
     title: str | None,
     sets: tuple[str, ...],
+    sheet_path: Path | None,
     by: str,
     as_json: bool,
 ) -> None:
@@ -130,19 +138,28 @@ def edit(
             f"story_id {story_id!r} is not a partition of the Dagster instance: "
             f"generate it first (`storygen run {story_id}`)"
         )
+    from storygen_dagster.cli_sheet import read_sheet, store_sheet
+
+    # The file is checked before anything of the edit is written.
+    sheet = read_sheet(ctx, sheet_path) if sheet_path is not None else None
+    others = fields or any(v is not None for v in (scene_number, text, moment, title))
+    changes: list[dict] = []
     try:
-        changes = edit_story(
-            ctx.engine,
-            story_id,
-            by=by,
-            scene_number=scene_number,
-            text=text,
-            moment=moment,
-            title=title,
-            fields=fields,
-        )
+        if sheet is None or others:
+            changes = edit_story(
+                ctx.engine,
+                story_id,
+                by=by,
+                scene_number=scene_number,
+                text=text,
+                moment=moment,
+                title=title,
+                fields=fields,
+            )
     except (EditError, StoryNotFound) as exc:
         raise click.ClickException(str(exc)) from exc
+    if sheet is not None:
+        changes += store_sheet(ctx, story_id, sheet, by)
     assets = _report_edit(ctx, instance, story_id, changes, by)
     if as_json:
         click.echo(

@@ -71,7 +71,7 @@ def dbt_build(ctx: Context) -> None:
     """Build and test every dbt model through Dagster (recorded in the asset lineage)."""
     from storygen_dagster.definitions import defs
     from storygen_dagster.defs.dbt.project import apply_dbt_env
-    from storygen_dagster.pipeline import QUIET
+    from storygen_dagster.defs.runner import QUIET
 
     apply_dbt_env(ctx.url)
     result = defs.resolve_job_def("analytics_job").execute_in_process(

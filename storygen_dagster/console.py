@@ -19,6 +19,8 @@ import click
 import dagster as dg
 import sqlalchemy as sa
 
+from storygen_dagster.defs.story.failures import parse_story_failed
+
 log = logging.getLogger("storygen.console")
 
 _BEARER = re.compile(r"(?i)\b(bearer\s+|api[_-]?key[=:]\s*)[^\s\"',;]+")
@@ -128,6 +130,8 @@ class Console:
         elif (check := entry.asset_check_evaluation) is not None and not check.passed:
             if check.partition in self.ids:
                 self._check_failed(check)
+        elif entry.dagster_event is None and (failed := parse_story_failed(entry.user_message)):
+            self._story_failed(*failed)
         elif (event := entry.dagster_event) is not None and (
             event.is_step_failure or event.is_run_failure
         ):
@@ -157,6 +161,7 @@ class Console:
                     f'{_meta(metadata, "scenes")} scenes, "{_meta(metadata, "title")}"'
                 ],
                 "scene_moments": [f"{_meta(metadata, 'scenes')} scenes"],
+                "character_sheet": [f"seed {_meta(metadata, 'seed')}"],
                 "scene_images": [f"{_meta(metadata, 'images')} images, {_meta(metadata, 'size')}"],
             }.get(asset, [])
             if cost > 0:
@@ -183,6 +188,13 @@ class Console:
         elif sid not in self.reported:  # a blocking check: the story stops here
             self.reported.add(sid)
             self._line(sid, self.bad, "red", text)
+
+    def _story_failed(self, sid: str, status: str, error: str) -> None:
+        """A story's chain stopped while the batch goes on: its one error line, now (a held
+        story had its line from the failed content_safety check already)."""
+        if sid in self.ids and sid not in self.reported:
+            self.reported.add(sid)
+            self._line(sid, self.bad, "red", self._error_text(sid, error))
 
     def _error_text(self, sid: str, message: str, limit: int = 240) -> str:
         text = one_line(self.redact(message), limit=10**6)

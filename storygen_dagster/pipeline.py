@@ -4,25 +4,19 @@ one in-process run per contiguous range of the wanted partition keys."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
 
-from storygen_dagster.defs.partitions import STORY_PARTITIONS_NAME
-from storygen_dagster.domain.ids import validate_story_id
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-
-
-# The console shows INFO and up; DEBUG events stay in the event log for the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-
-
-def console_config(level: str) -> dict:
-    """Run config for Dagster's console logger at `level` (the event log keeps every event)."""
-    return {"loggers": {"console": {"config": {"log_level": level}}}}
+from storygen_dagster.defs.partitions import (
+    RANGE_END,
+    RANGE_START,
+    STORY_PARTITIONS_NAME,
+    contiguous_ranges,
+    ensure_partitions,
+)
+from storygen_dagster.defs.runner import console_config
 
 
 @dataclass
@@ -30,37 +24,6 @@ class RunOutcome:
     run_id: str
     story_ids: list[str]
     success: bool
-
-
-def missing_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> list[str]:
-    """The validated ids, in order and once each, that are not partitions yet."""
-    for sid in story_ids:
-        validate_story_id(sid)
-    existing = set(instance.get_dynamic_partitions(STORY_PARTITIONS_NAME))
-    return [sid for sid in dict.fromkeys(story_ids) if sid not in existing]
-
-
-def ensure_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> None:
-    missing = missing_partitions(instance, story_ids)
-    if missing:
-        instance.add_dynamic_partitions(STORY_PARTITIONS_NAME, missing)
-
-
-def contiguous_ranges(ordered_keys: Sequence[str], wanted: list[str]) -> list[list[str]]:
-    """Group `wanted` into runs of keys adjacent in the partition order, so one run covers
-    each group exactly (a range run takes every key between its start and end)."""
-    wanted_set = set(wanted)
-    groups: list[list[str]] = []
-    current: list[str] = []
-    for key in ordered_keys:
-        if key in wanted_set:
-            current.append(key)
-        elif current:
-            groups.append(current)
-            current = []
-    if current:
-        groups.append(current)
-    return groups
 
 
 def materialize_stories(

@@ -24,6 +24,13 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
         input_per_mtok=0.88, output_per_mtok=0.88
     ),
     "black-forest-labs/FLUX.1-schnell": ModelPrice(per_megapixel=0.0027),
+    # The reference-taking models (third-party price lists, 2026; unverified per megapixel).
+    "black-forest-labs/FLUX.1-kontext-pro": ModelPrice(per_megapixel=0.04),
+    "black-forest-labs/FLUX.1-kontext-max": ModelPrice(per_megapixel=0.08),
+    "black-forest-labs/FLUX.1-kontext-dev": ModelPrice(per_megapixel=0.025),
+    "black-forest-labs/FLUX.2-pro": ModelPrice(per_megapixel=0.03),
+    "black-forest-labs/FLUX.2-flex": ModelPrice(per_megapixel=0.03),
+    "black-forest-labs/FLUX.2-dev": ModelPrice(per_megapixel=0.015),
     "dall-e-3": ModelPrice(per_image=0.04),
 }
 
@@ -53,6 +60,12 @@ class Settings(BaseSettings):
     image_model: str = "black-forest-labs/FLUX.1-schnell"
     image_steps: int = Field(4, ge=1, le=100)
     image_response_format: Literal["b64_json", "url"] = "b64_json"
+    image_reference: Literal["auto", "none", "image_url", "reference_images"] = Field(
+        "auto", description="How scenes carry the character sheet (providers/reference.py)"
+    )
+    sheet_max_bytes: int = Field(
+        10_000_000, ge=1000, le=100_000_000, description="Largest uploaded character sheet"
+    )
     llm_rpm: int = Field(60, ge=1, le=100_000, description="LLM requests per minute")
     image_rpm: int = Field(60, ge=1, le=100_000, description="Image requests per minute")
     max_cost_per_story_usd: float = Field(1.0, ge=0)

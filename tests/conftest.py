@@ -16,6 +16,7 @@ Tiers: every test gets exactly one of the markers unit, integration or e2e, set 
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -169,6 +170,12 @@ INTEGRATION = {
 }
 
 
+# Under pytest-xdist (`make test` runs `-n 3 --dist loadgroup`) the tests that run a whole
+# `storygen dev` (webserver, daemon, code server, run workers) share one worker: one at a time,
+# so two of them never compete for the two cores while they wait on daemon ticks.
+DAEMON_MODULES = {"test_dev_e2e", "test_dev_kill", "test_review_dev"}
+
+
 def _tier(item: pytest.Item) -> str:
     """The highest of a tier marker on the test and the tier of what it does."""
     module = item.module.__name__.rpartition(".")[2] if item.module else ""
@@ -192,6 +199,30 @@ def pytest_collection_modifyitems(config, items):
         item.user_properties.append(("tier", tier))
         if not item.get_closest_marker(tier):
             item.add_marker(tier)
+        if item.module and item.module.__name__.rpartition(".")[2] in DAEMON_MODULES:
+            item.add_marker(pytest.mark.xdist_group("daemons"))
+
+
+@pytest.fixture(autouse=True)
+def _no_dagster_context_left_behind(request):
+    """A test leaves Dagster's current defs-state storage as it found it. An instance entered
+    and never exited (e.g. a `build_schedule_context` without `with`, whose `.instance` opens
+    one) stays there after the test; once it is collected, any later Definitions load in the
+    process fails with "Attempted to resolve undefined DagsterInstance weakref"."""
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    before = DefsStateStorage.get()
+    yield
+    # Objects of this test that hold an entered instance (a context never closed) exit it when
+    # collected, and then restore the value it replaced: collect them now, inside this test.
+    gc.collect()
+    after = DefsStateStorage.get()
+    if after is not before:
+        pytest.fail(
+            f"{request.node.nodeid} left an entered DagsterInstance behind (Dagster's current "
+            "defs-state storage changed): use `with` for instances and build_*_context(...)",
+            pytrace=False,
+        )
 
 
 class _NotAUnitTest(Exception):

@@ -19,6 +19,20 @@ LAYERS = {
     "providers": {"domain", "settings", "storage"},
     "books": {"domain"},
     "engine": {"domain", "settings", "storage", "providers", "books"},
+    "recovery": {"settings", "storage"},
+    "history": {"storage"},
+    "instance": {"recovery", "settings", "storage"},
+    # The Dagster layer: never the callers above it (pipeline, the CLI, console, review app).
+    "defs": {
+        "books",
+        "domain",
+        "engine",
+        "instance",
+        "providers",
+        "recovery",
+        "settings",
+        "storage",
+    },
 }
 
 

@@ -62,18 +62,31 @@ def test_each_asset_materializes_in_order_and_fills_rows(instance, engine, resou
     assert story["visual_profile"]["character_prompt"]
     assert story["base_style"]["art_style"]
     assert story["book_uri"].endswith(".html")
-    assert set(story["provenance"]) == {"structured_story", "visual_profile", "base_style"}
+    assert set(story["provenance"]) == {
+        "structured_story",
+        "visual_profile",
+        "base_style",
+        "character_sheet",
+    }
     assert [s["scene_number"] for s in scenes] == [1, 2, 3, 4]
     store = ObjectStore(str(object_root))
+    # One locked seed: on the story, the sheet's provenance and every picture's row.
+    seed = story["image_seed"]
+    assert seed is not None and story["provenance"]["character_sheet"]["seed"] == seed
     for scene in scenes:
         assert scene["text"] and scene["moment"] and scene["image_prompt"]
         assert set(scene["provenance"]) == {"structured_story", "scene_moments", "scene_images"}
+        assert scene["image_seed"] == scene["provenance"]["scene_images"]["seed"] == seed
         info = inspect_png(store.get(scene["image_uri"]), width=TEST_WIDTH, height=TEST_HEIGHT)
         assert info.stddev > 10
     html = store.get(story["book_uri"]).decode()
     assert story["title"].replace("'", "&#39;") in html
     for scene in scenes:
         assert f"images/mia-1/{scene['image_sha256']}.png" in html
+    # The first page is the cast, from the character sheet.
+    sheet = story["character_sheet_uri"].rsplit("/", 1)[1]
+    assert "Meet Mia and the wise old fox" in html
+    assert html.index(f"images/mia-1/{sheet}") < html.index('id="scene-1"')
 
 
 def test_metadata_carries_model_prompt_version_and_preview(instance, engine, resources):

@@ -15,7 +15,7 @@ from storygen_dagster.defs.automation.sensors import (
     story_run_started_sensor,
     story_run_succeeded_sensor,
 )
-from storygen_dagster.pipeline import RANGE_END, RANGE_START
+from storygen_dagster.defs.partitions import RANGE_END, RANGE_START
 from storygen_dagster.storage import requests as queue
 
 
@@ -160,19 +160,21 @@ def test_nightly_schedule_batches_pending_and_retryable_requests(engine, instanc
             {"i": ids[4]},
         )  # out of attempts (max 3): stays failed
     when = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
-    ctx = dg.build_schedule_context(
+    # `with`: the context's own instance (opened from the ref on first use) is closed after,
+    # as the daemon does; left open it stays Dagster's current defs-state storage.
+    with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=when, resources={"db": resources["db"]}
-    )
-    requests = nightly_stories(ctx)
-    assert len(requests) == 1  # four stories, added together: one range run
-    [req] = requests
-    assert req.tags[RANGE_START] == "night-0" and req.tags[RANGE_END] == "night-3"
-    assert req.run_key == "nightly-20261125T0200-night-0-night-3"
-    assert instance.get_dynamic_partitions("stories") == [f"night-{i}" for i in range(4)]
-    rows = _rows(engine)
-    assert [rows[i]["status"] for i in ids] == ["queued"] * 4 + ["failed"]
-    assert rows[ids[3]]["attempts"] == 2 and rows[bad]["status"] == "rejected"
-    assert nightly_stories(ctx).skip_message.startswith("no pending")
+    ) as ctx:
+        requests = nightly_stories(ctx)
+        assert len(requests) == 1  # four stories, added together: one range run
+        [req] = requests
+        assert req.tags[RANGE_START] == "night-0" and req.tags[RANGE_END] == "night-3"
+        assert req.run_key == "nightly-20261125T0200-night-0-night-3"
+        assert instance.get_dynamic_partitions("stories") == [f"night-{i}" for i in range(4)]
+        rows = _rows(engine)
+        assert [rows[i]["status"] for i in ids] == ["queued"] * 4 + ["failed"]
+        assert rows[ids[3]]["attempts"] == 2 and rows[bad]["status"] == "rejected"
+        assert nightly_stories(ctx).skip_message.startswith("no pending")
 
 
 def test_enqueue_cli_inserts_a_pending_row(engine, database_url, tmp_path):

@@ -18,7 +18,7 @@ DAGSTER_EVENTS = ("STEP_START", "ASSET_MATERIALIZATION", "RUN_START", "dagster -
 
 def _progress(stderr: str, sid: str) -> list[str]:
     """The assets of the story's progress lines, in the order printed."""
-    return re.findall(rf"^{sid}\s+✓ (\w+)\s+\d/6", stderr, flags=re.MULTILINE)
+    return re.findall(rf"^{sid}\s+✓ (\w+)\s+\d/7", stderr, flags=re.MULTILINE)
 
 
 def _db_lines(text: str) -> list[str]:
@@ -42,7 +42,7 @@ def test_default_output_is_progress_and_summary_and_verbose_adds_the_details(cli
     assert not [event for event in DAGSTER_EVENTS if event in both]
     # Pipes, not a terminal: plain lines, no colour or cursor control.
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", both)
-    assert len(both.splitlines()) <= 2 * 6 + 2 + 4  # stages, header, summary
+    assert len(both.splitlines()) <= 2 * 7 + 2 + 4  # stages, header, summary
 
     verbose = storygen(["-v", "demo", "--stories", "2"], cli_env, tmp_path)
     assert verbose.returncode == 0, verbose.stderr[-3000:]
@@ -112,3 +112,30 @@ def test_error_lines_carry_no_api_key_and_stay_on_one_line(capsys):
         "... (the whole error: storygen status s3)"
     )
     assert "\x1b" not in err  # not a terminal: no colour codes
+
+
+def test_a_story_failure_logged_mid_batch_prints_its_line_once(capsys):
+    from storygen_dagster.defs.story.failures import story_failed_message
+
+    def log_entry(message):
+        return SimpleNamespace(
+            asset_materialization=None,
+            asset_check_evaluation=None,
+            dagster_event=None,
+            user_message=message,
+        )
+
+    console = Console(["s1", "s2"], 6, redactor(SimpleNamespace()))
+    console.on_event(log_entry("an ordinary line"))
+    console.on_event(log_entry(story_failed_message("s2", "failed", "scene_images: HTTP 400")))
+    console.on_event(log_entry(story_failed_message("other", "failed", "not in this batch")))
+    assert capsys.readouterr().err == "s2  ✗ scene_images: HTTP 400\n"
+    # At the end, the story row's error is not printed a second time.
+    console.report_failures(
+        [
+            {"story_id": "s1", "status": "succeeded", "error": None},
+            {"story_id": "s2", "status": "failed", "error": "scene_images: HTTP 400"},
+        ],
+        success=False,
+    )
+    assert capsys.readouterr().err == ""

@@ -224,11 +224,13 @@ def _values(engine, sid):
     out[("book", "book_uri", None)] = story["book_uri"]
     out[("storybook_pdf", "pdf_uri", None)] = story["pdf_uri"]
     out[("storybook_epub", "epub_uri", None)] = story["epub_uri"]
+    for f in ("character_sheet_uri", "image_seed"):
+        out[("character_sheet", f, None)] = story[f]
     for s in _rows(engine, "select * from scenes where story_id = :sid", sid=sid):
         n = s["scene_number"]
         out[("structured_story", "text", n)] = s["text"]
         out[("scene_moments", "moment", n)] = s["moment"]
-        for f in ("image_prompt", "image_uri", "image_sha256"):
+        for f in ("image_prompt", "image_uri", "image_sha256", "image_seed"):
             out[("scene_images", f, n)] = s[f]
     return out
 
@@ -247,7 +249,7 @@ def test_generate_edit_rerun_audit_log_holds_exactly_the_changes(engine, instanc
     assert {(r["asset"], r["field"], r["scene_number"]) for r in generated} == set(
         _values(engine, "ava-1")
     )  # one row per stored value
-    assert len(generated) == len(_values(engine, "ava-1")) == 9 + 3 * 5
+    assert len(generated) == len(_values(engine, "ava-1")) == 11 + 3 * 6
 
     edit_story(engine, "ava-1", by="alice", scene_number=2, text="Ava counts the stars.")
     edit_story(engine, "ava-1", by="alice", fields={"story_meta.tone": "calm"})

@@ -27,12 +27,20 @@ ORDER = [
     "visual_profile",
     "base_style",
     "scene_moments",
+    "character_sheet",
     "scene_images",
     "storybook",
     "storybook_pdf",
     "storybook_epub",
 ]
-OBJECT_KEYS = ("scene_images", "storybook", "storybook_pdf", "storybook_epub")
+OBJECT_KEYS = (
+    "character_sheet",
+    "scene_images",
+    "storybook",
+    "storybook_pdf",
+    "storybook_epub",
+)
+BOOK_KEYS = OBJECT_KEYS[2:]
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
@@ -102,7 +110,7 @@ def test_story_step_sets_up_io_managers_but_never_calls_handle_output(instance, 
         instance=instance,
         resources={**resources, **recorded},
     )
-    assert result.success and len(result.get_asset_materialization_events()) == 8
+    assert result.success and len(result.get_asset_materialization_events()) == 9
     assert calls == []
     # ... although Dagster sets both IO managers up for the step.
     inits = [e.message for e in result.all_events if e.event_type_value == "RESOURCE_INIT_SUCCESS"]
@@ -249,7 +257,7 @@ def test_values_written_through_the_io_managers_load_back_the_same(instance, eng
                 pd.testing.assert_frame_equal(copy, value)
             else:
                 assert copy == value
-        if key in OBJECT_KEYS[1:]:
+        if key in BOOK_KEYS:
             uris = manager.load_input(context("in", key, ["copy-1"], as_uri=True))
             assert uris.startswith(store.uri("books/copy-1") + "/")
     # None is "the asset stored its value itself": nothing is written.

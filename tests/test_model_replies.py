@@ -53,7 +53,11 @@ def test_stray_keys_at_every_level_are_dropped_and_counted():
     assert len(parsed.dropped) == 7 + 4
 
 
-@pytest.mark.parametrize("quirks", [{q} for q in QUIRKS] + [set(QUIRKS)], ids=str)
+# Ids from sorted names: a set's str() differs between processes (string hashing), and
+# pytest-xdist workers must collect the same ids.
+@pytest.mark.parametrize(
+    "quirks", [{q} for q in QUIRKS] + [set(QUIRKS)], ids=lambda q: "+".join(sorted(q))
+)
 def test_every_quirk_normalizes_to_the_same_story(quirks):
     messy = add_quirks(STORY, quirks, random.Random(7))
     parsed = parse_reply(_reply(messy), StructuredStory, structured_story_rules(REQUEST))

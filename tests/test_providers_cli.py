@@ -45,7 +45,8 @@ def test_demo_then_run_reuses_every_call_then_fresh_pays_again(fake, cli_env, en
     assert KEY not in result.output
     first = fake.count()
     scenes = sum(b["scenes"] for b in books)
-    assert fake.count("images") == scenes and fake.count("chat") == 2 * 3 + scenes
+    # Per story a character sheet and its scenes.
+    assert fake.count("images") == 2 + scenes and fake.count("chat") == 2 * 3 + scenes
 
     story_id = books[0]["story_id"]
     rerun = _invoke("run", story_id, "--json")
@@ -54,7 +55,7 @@ def test_demo_then_run_reuses_every_call_then_fresh_pays_again(fake, cli_env, en
 
     fresh = _invoke("run", story_id, "--fresh", "--json")
     assert fresh.exit_code == 0, fresh.output
-    assert fake.count() == first + 3 + 2 * books[0]["scenes"]
+    assert fake.count() == first + 3 + 1 + 2 * books[0]["scenes"]
     ledger = call_cache.ledger(engine)
     assert (ledger["cost_usd"].astype(float) > 0).all() and set(ledger["status"]) == {"succeeded"}
 
@@ -64,6 +65,19 @@ def test_missing_key_is_a_clear_error_before_anything_runs(fake, cli_env, engine
     result = _invoke("demo", "--stories", "1")
     assert result.exit_code != 0
     assert "STORYGEN_IMAGE_PROVIDER=together needs STORYGEN_IMAGE_API_KEY" in result.output
+    assert fake.count() == 0
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("select count(*) from stories").scalar_one() == 0
+
+
+def test_a_reference_mode_the_model_cannot_take_stops_before_anything_runs(fake, cli_env, engine):
+    cli_env.setenv("STORYGEN_IMAGE_MODEL", "black-forest-labs/FLUX.1-schnell")
+    cli_env.setenv("STORYGEN_IMAGE_REFERENCE", "image_url")
+    result = _invoke("demo", "--stories", "1")
+    assert result.exit_code != 0
+    assert "STORYGEN_IMAGE_REFERENCE=image_url: model black-forest-labs/FLUX.1-schnell" in (
+        result.output
+    )
     assert fake.count() == 0
     with engine.connect() as conn:
         assert conn.exec_driver_sql("select count(*) from stories").scalar_one() == 0

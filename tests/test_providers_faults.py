@@ -75,20 +75,22 @@ def test_dropped_connections_are_retried_and_the_story_completes(
     fake, real_resources, instance, engine
 ):
     _register(engine, ["drop-1"], scene_count=3)
-    # The story's first chat call (structured_story) is dropped twice, one image once.
+    # The story's first chat call (structured_story) is dropped twice, its first image (the
+    # character sheet) once.
     fake.queue("chat", {"drop": "reset"}, {"drop": "partial"})
     fake.queue("images", {"drop": "close"})
     [outcome] = materialize_stories(build_definitions(real_resources), instance, ["drop-1"])
     assert outcome.success
     assert _status(engine, "drop-1")[0] == "succeeded"
     ledger = call_cache.ledger(engine, "drop-1")
-    assert len(ledger) == 6 + 3 and set(ledger["status"]) == {"succeeded"}
+    assert len(ledger) == 6 + 4 and set(ledger["status"]) == {"succeeded"}
     by_asset = ledger.groupby("asset")["attempts"].apply(sorted).to_dict()
     assert by_asset["structured_story"] == [3]
-    assert by_asset["scene_images"] == [1, 1, 2]
+    assert by_asset["character_sheet"] == [2]
+    assert by_asset["scene_images"] == [1, 1, 1]
     assert by_asset["scene_moments"] == [1, 1, 1]
-    # Every attempt was a request the server saw: 9 calls + 3 dropped.
-    assert fake.count() == ledger["attempts"].sum() == 12
+    # Every attempt was a request the server saw: 10 calls + 3 dropped.
+    assert fake.count() == ledger["attempts"].sum() == 13
 
 
 def test_a_drop_on_every_attempt_fails_the_story_clearly_without_the_key(
@@ -147,11 +149,12 @@ def test_a_429_storm_is_survived_by_a_batch(fake, real_resources, instance, engi
     assert outcome.success
     assert {_status(engine, sid)[0] for sid in ids} == {"succeeded"}
     ledger = call_cache.ledger(engine)
-    assert len(ledger) == 2 * (6 + 3) and set(ledger["status"]) == {"succeeded"}
+    assert len(ledger) == 2 * (6 + 4) and set(ledger["status"]) == {"succeeded"}
     chat = ledger[ledger["endpoint"] == "chat/completions"]
     images = ledger[ledger["endpoint"] != "chat/completions"]
-    assert chat["attempts"].sum() == 12 + 6 and images["attempts"].sum() == 6 + 3
-    assert fake.count() == 18 + 9
+    # Per story 3 scenes and a character sheet.
+    assert chat["attempts"].sum() == 12 + 6 and images["attempts"].sum() == 8 + 3
+    assert fake.count() == 20 + 9
 
 
 def _get(sock: socket.socket, path: str) -> bytes:

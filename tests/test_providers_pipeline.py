@@ -41,14 +41,14 @@ def test_books_then_zero_new_requests_then_fresh(
     outcomes = materialize_stories(defs, instance, ids)
     assert all(o.success for o in outcomes)
     assert {s for s, _ in _statuses(engine, ids).values()} == {"succeeded"}
-    # 2 stories x (story + profile + style + 3 moments) chat calls, 2 x 3 images.
-    assert (fake.count("chat"), fake.count("images")) == (12, 6)
+    # 2 stories x (story + profile + style + 3 moments) chat calls, 2 x (sheet + 3) images.
+    assert (fake.count("chat"), fake.count("images")) == (12, 8)
     store = ObjectStore(str(object_root))
     for sid in ids:
         row = reads.story_overview(engine, sid).iloc[0]
         assert row["scenes"] == 3 and store.exists(row["book"])
     ledger = call_cache.ledger(engine)
-    assert len(ledger) == 18 and set(ledger["status"]) == {"succeeded"}
+    assert len(ledger) == 20 and set(ledger["status"]) == {"succeeded"}
     assert (ledger["cost_usd"].astype(float) > 0).all()
     chat = ledger[ledger["endpoint"] == "chat/completions"]
     assert (chat["prompt_tokens"] > 0).all() and (chat["completion_tokens"] > 0).all()
@@ -78,8 +78,8 @@ def test_books_then_zero_new_requests_then_fresh(
 
     fresh = materialize_stories(defs, instance, ids[:1], tags={FRESH_TAG: "true"})
     assert all(o.success for o in fresh)
-    assert fake.count("chat") == 12 + 6 and fake.count("images") == 6 + 3
-    assert len(call_cache.ledger(engine)) == 18  # one row per distinct request
+    assert fake.count("chat") == 12 + 6 and fake.count("images") == 8 + 4
+    assert len(call_cache.ledger(engine)) == 20  # one row per distinct request
 
 
 def test_402_fails_the_whole_run_fast(fake, real_resources, instance, engine, provider_env):
@@ -161,7 +161,8 @@ def test_one_story_failing_at_its_images_leaves_the_batch_built(
     fake, real_resources, instance, engine, provider_env
 ):
     """A 4xx on one image fails that story alone: the others get every asset and a book, and
-    the failed story keeps what it had built and shows failed only from scene_images on."""
+    the failed story keeps what it had built and shows failed only from its pictures on (the
+    first image request of a batch is always a story's character sheet)."""
     ids = ["iso-1", "iso-2", "iso-3"]
     _register(engine, ids, scene_count=3)
     fake.queue("images", {"status": 400, "body": {"error": {"message": "prompt rejected"}}})
@@ -170,7 +171,8 @@ def test_one_story_failing_at_its_images_leaves_the_batch_built(
     statuses = _statuses(engine, ids)
     failed = [sid for sid, (status, _) in statuses.items() if status == "failed"]
     assert len(failed) == 1 and "prompt rejected" in statuses[failed[0]][1]
-    assert "scene_images" in statuses[failed[0]][1]
+    assert "character_sheet" in statuses[failed[0]][1]
+    assert failed[0] not in instance.get_materialized_partitions(dg.AssetKey("scene_images"))
     ok = sorted(set(ids) - set(failed))
     assert {statuses[sid][0] for sid in ok} == {"succeeded"}
     book = dg.AssetKey("storybook")
@@ -179,3 +181,40 @@ def test_one_story_failing_at_its_images_leaves_the_batch_built(
     assert set(ids) <= set(instance.get_materialized_partitions(dg.AssetKey("scene_moments")))
     run = instance.get_run_by_id(outcome.run_id)
     assert run.is_failure
+
+
+def test_a_failed_story_is_recorded_and_told_while_the_batch_runs(
+    fake, real_resources, instance, engine, provider_env
+):
+    """The first chat call is refused (400, not retried): that story stops at once. The other
+    story's first call takes 3 s. Its failure is in Postgres and in the event log as one ERROR
+    line before the other story has built anything, not only when the step ends."""
+    from storygen_dagster.defs.story.failures import parse_story_failed
+
+    ids = ["now-1", "now-2"]
+    _register(engine, ids, scene_count=3)
+    fake.queue(
+        "chat",
+        {"status": 400, "body": {"error": {"message": "model refused the request"}}, "sleep": 0},
+        {"sleep": 3},
+    )
+    [outcome] = materialize_stories(build_definitions(real_resources), instance, ids)
+    assert not outcome.success
+    records = instance.get_records_for_run(outcome.run_id).records
+    told = [
+        (r.storage_id, parse_story_failed(r.event_log_entry.user_message))
+        for r in records
+        if r.event_log_entry.dagster_event is None
+    ]
+    told = [(at, found) for at, found in told if found]
+    assert len(told) == 1, told
+    told_at, (doomed, status, error) = told[0]
+    assert status == "failed" and "model refused the request" in error
+    assert _statuses(engine, ids)[doomed] == ("failed", error)
+    [survivor] = set(ids) - {doomed}
+    built = [
+        r.storage_id
+        for r in records
+        if (m := r.event_log_entry.asset_materialization) is not None and m.partition == survivor
+    ]
+    assert len(built) == 6 and told_at < min(built)

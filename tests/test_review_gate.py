@@ -133,10 +133,11 @@ def test_request_waits_for_review_without_image_calls_then_approval_makes_the_bo
     assert _status(engine, "gate-1") == "awaiting_review"
     assert _calls(engine, "gate-1", "structured_story") == 1
     assert _calls(engine, "gate-1", "scene_moments") >= 3
-    assert _calls(engine, "gate-1", "scene_images") == 0 and fake.count("image") == 0
+    assert _calls(engine, "gate-1", "scene_images") == 0 and fake.count("images") == 0
+    assert _calls(engine, "gate-1", "character_sheet") == 0  # the sheet is a picture too
     assert {r["id"]: r for r in queue.request_rows(engine)}[rid]["status"] == "awaiting_review"
     # Held, not failed: no materialization (and no failure) of the picture assets.
-    for key in ("scene_images", "storybook"):
+    for key in ("character_sheet", "scene_images", "storybook"):
         assert instance.get_latest_materialization_event(dg.AssetKey(key)) is None
     assert not _check_passed(instance, "gate-1")
     [waiting] = reviews.awaiting(engine)
@@ -153,6 +154,7 @@ def test_request_waits_for_review_without_image_calls_then_approval_makes_the_bo
     [run_request] = tick.run_requests
     assert run_request.run_key == "review-gate-1-round-1-approved"
     assert sorted(k.to_user_string() for k in run_request.asset_selection) == [
+        "character_sheet",
         "scene_images",
         "storybook",
         "storybook_epub",
@@ -164,6 +166,7 @@ def test_request_waits_for_review_without_image_calls_then_approval_makes_the_bo
     assert _status(engine, "gate-1") == "succeeded"
     assert _one(engine, "select book_uri from stories where story_id = 'gate-1'")
     assert _calls(engine, "gate-1", "scene_images") >= 3
+    assert _calls(engine, "gate-1", "character_sheet") == 1
     assert _calls(engine, "gate-1", "structured_story") == 1  # the text was not paid again
     assert queue.request_rows(engine)[0]["status"] == "succeeded"
     assert isinstance(_tick(story_review_sensor, instance, real_resources), dg.SkipReason)
@@ -304,7 +307,7 @@ def test_a_batch_holds_only_the_story_under_review_and_nothing_is_failed(
     assert [o.success for o in outcomes] == [True]
     assert _status(engine, "batch-a") == "awaiting_review"
     assert _status(engine, "batch-b") == "succeeded"
-    for key in ("scene_images", "storybook"):
+    for key in ("character_sheet", "scene_images", "storybook"):
         assert instance.get_materialized_partitions(dg.AssetKey(key)) == {"batch-b"}
     assert not _one(
         engine, "select count(*) from scenes where story_id = 'batch-a' and image_uri is not null"

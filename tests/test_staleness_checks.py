@@ -108,9 +108,11 @@ def test_changed_visual_profile_makes_every_image_stale(instance, engine, test_d
                 "where story_id = 'cli-stale-1'"
             )
         )
-    # The profile's own inputs did not change, but what every image was drawn from did.
+    # The profile's own inputs did not change, but what the sheet and every image were drawn
+    # from did.
     items = stale_items(engine, "cli-stale-1")
     assert {(i["asset"], i["scene_number"]) for i in items} == {
+        ("character_sheet", None),
         ("scene_images", 1),
         ("scene_images", 2),
         ("scene_images", 3),
@@ -127,7 +129,7 @@ def test_outdated_lists_older_prompt_versions_and_models(instance, engine, test_
         a: "storygen-offline-v1"
         for a in ("structured_story", "visual_profile", "base_style", "scene_moments")
     }
-    models["scene_images"] = "storygen-offline-painter-v1"
+    models["scene_images"] = models["character_sheet"] = "storygen-offline-painter-v2"
     assert outdated_stories(engine, models) == []
     with engine.begin() as conn:
         conn.execute(
@@ -143,7 +145,7 @@ def test_outdated_lists_older_prompt_versions_and_models(instance, engine, test_
     other = outdated_stories(engine, {**models, "scene_images": "flux-pro"})
     assert [r["story_id"] for r in other] == ["new-1", "old-1"]
     assert any(
-        "scene_images scene 1: model storygen-offline-painter-v1" in r for r in other[0]["reasons"]
+        "scene_images scene 1: model storygen-offline-painter-v2" in r for r in other[0]["reasons"]
     )
 
 
@@ -202,8 +204,9 @@ def test_blank_image_fails_images_valid_and_the_story_only(
     repo.register_request(
         engine, "blank-1", StoryRequest(story_id="blank-1", scene_count=3), by="t"
     )
-    # One image of the story comes back a single colour (what a filtered image looks like).
-    fake.queue("images", {"png": solid_png(TEST_WIDTH, TEST_HEIGHT)})
+    # One scene's image comes back a single colour (what a filtered image looks like); the
+    # first image request is the character sheet, answered as usual.
+    fake.queue("images", {}, {"png": solid_png(TEST_WIDTH, TEST_HEIGHT)})
     defs = build_definitions(real_resources)
     [outcome] = materialize_stories(defs, instance, ids)
     assert not outcome.success

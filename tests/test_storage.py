@@ -161,7 +161,7 @@ def test_pipeline_writes_images_and_book_to_s3(s3_endpoint, s3_bucket, instance,
         [story_assets], partition_key="s3-story", instance=instance, resources=resources
     ).success
     keys = sorted(o["Key"] for o in s3_bucket.list_objects_v2(Bucket="books")["Contents"])
-    assert sum(k.startswith("lib/images/s3-story/") for k in keys) == 3
+    assert sum(k.startswith("lib/images/s3-story/") for k in keys) == 3 + 1  # scenes + sheet
     # The HTML book, the print PDF and the EPUB.
     books = sorted(k.rsplit(".", 1)[1] for k in keys if k.startswith("lib/books/s3-story/"))
     assert books == ["epub", "html", "pdf"]

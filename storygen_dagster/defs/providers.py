@@ -82,6 +82,10 @@ class ImageServiceResource(dg.ConfigurableResource, ABC):
     width: int | None = None
     height: int | None = None
     prompt_max_chars: int | None = None
+    reference: str | None = None  # None: STORYGEN_IMAGE_REFERENCE
+
+    def reference_mode(self) -> str:
+        return self.reference or get_settings().image_reference
 
     def size(self) -> tuple[int, int]:
         settings = get_settings()
@@ -102,12 +106,19 @@ class OfflinePainterResource(ImageServiceResource):
 
     latency_s: float | None = None
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        factory.check_reference("offline", "", self.reference_mode())
+
     def client(
         self, engine: sa.Engine | None = None, store: ObjectStore | None = None
     ) -> ImageService:
         settings = get_settings()
         latency = settings.offline_latency_s if self.latency_s is None else self.latency_s
-        return OfflineImageService(latency_s=latency, max_concurrency=settings.max_concurrency)
+        return OfflineImageService(
+            latency_s=latency,
+            max_concurrency=settings.max_concurrency,
+            reference=factory.check_reference("offline", "", self.reference_mode()),
+        )
 
 
 class HttpImageResource(ImageServiceResource):
@@ -123,7 +134,10 @@ class HttpImageResource(ImageServiceResource):
         return _secret(self.api_key, get_settings().image_api_key)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A missing key or a reference mode the model cannot take fails before any step runs.
         factory.check_images(self.provider, self._key())
+        model = self.model or get_settings().image_model
+        factory.check_reference(self.provider, model, self.reference_mode())
 
     def client(
         self, engine: sa.Engine | None = None, store: ObjectStore | None = None
@@ -138,6 +152,7 @@ class HttpImageResource(ImageServiceResource):
             api_key=self._key(),
             model=self.model or settings.image_model,
             rpm=self.rpm or settings.image_rpm,
+            reference_mode=self.reference_mode(),
         )
 
 

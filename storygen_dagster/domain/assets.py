@@ -1,4 +1,4 @@
-"""The names of the eight story assets, in pipeline order: Dagster's asset keys, the provenance
+"""The names of the nine story assets, in pipeline order: Dagster's asset keys, the provenance
 entries in Postgres, the audit log and `storygen status` all use these (engine/vocabulary.py
 adds their code versions and checks)."""
 
@@ -8,11 +8,13 @@ STRUCTURED = "structured_story"
 VISUAL = "visual_profile"
 STYLE = "base_style"
 MOMENTS = "scene_moments"
+SHEET = "character_sheet"
 IMAGES = "scene_images"
 BOOK = "storybook"
 PDF = "storybook_pdf"
 EPUB = "storybook_epub"
-ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS, IMAGES, BOOK, PDF, EPUB)
+# The character sheet is a picture: it comes after the review gate (after the moments).
+ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS, SHEET, IMAGES, BOOK, PDF, EPUB)
 PRINT_FILES = {PDF: "pdf_uri", EPUB: "epub_uri"}  # asset -> its stories column
 STORY_FIELDS = (VISUAL, STYLE)  # the story-level values generated from the structured story
 LLM_ASSETS = (STRUCTURED, VISUAL, STYLE, MOMENTS)
@@ -28,4 +30,4 @@ PROMPT_OF = {
 
 def models_by_asset(llm_model: str, image_model: str) -> dict[str, str]:
     """The model each provider-built asset is made by (what `up_to_date` compares with)."""
-    return {**dict.fromkeys(LLM_ASSETS, llm_model), IMAGES: image_model}
+    return {**dict.fromkeys(LLM_ASSETS, llm_model), SHEET: image_model, IMAGES: image_model}

@@ -44,12 +44,30 @@ def scene_moment(story: StructuredStory, scene_number: int) -> str:
     return content_hash({"child": story.child_profile.name, "text": text})
 
 
+def character_sheet(
+    story: StructuredStory, profile: Mapping[str, Any], style: Mapping[str, Any], seed: int
+) -> str:
+    """What the sheet's prompt is made of (the cast and the art style), and the locked seed."""
+    return content_hash(
+        {
+            "child": story.child_profile.name,
+            "side_character": story.side_character.model_dump(mode="json"),
+            "visual_profile": dict(profile),
+            "art_style": style.get("art_style"),
+            "seed": seed,
+        }
+    )
+
+
 def scene_image(
     story: StructuredStory,
     profile: Mapping[str, Any],
     style: Mapping[str, Any],
     moment: str,
+    sheet: str | None,
+    seed: int | None,
 ) -> str:
+    """`sheet`: the character sheet's sha256 (a new or uploaded sheet redraws every scene)."""
     return content_hash(
         {
             "setting": story.story_meta.setting_description,
@@ -58,13 +76,17 @@ def scene_image(
             "visual_profile": dict(profile),
             "base_style": dict(style),
             "moment": moment,
+            "sheet": sheet,
+            "seed": seed,
         }
     )
 
 
-def storybook(title: str, pages: Sequence[tuple[int, str, str | None]]) -> str:
-    """pages: (scene_number, text, image_sha256) in order."""
-    return content_hash({"title": title, "pages": [list(p) for p in pages]})
+def storybook(
+    title: str, pages: Sequence[tuple[int, str, str | None]], sheet: str | None = None
+) -> str:
+    """pages: (scene_number, text, image_sha256) in order; sheet: the cast page's sha256."""
+    return content_hash({"title": title, "pages": [list(p) for p in pages], "sheet": sheet})
 
 
 def print_file(

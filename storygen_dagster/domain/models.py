@@ -187,3 +187,6 @@ class Provenance(BaseModel):
     reply_fixes: int = 0
     # sha256 of the upstream values this value was made from (domain/fingerprints.py).
     input_fingerprint: str | None = None
+    # Pictures: the story's locked seed, and how the character sheet went with the request.
+    seed: int | None = None
+    reference: str | None = None

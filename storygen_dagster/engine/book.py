@@ -7,13 +7,13 @@ import asyncio
 import time
 
 from storygen_dagster.domain import fingerprints as fp
-from storygen_dagster.domain.book import Page, render_book
+from storygen_dagster.domain.book import CastPage, Page, cast_title, render_book
 from storygen_dagster.domain.checks import story_texts, unsafe_terms
 from storygen_dagster.domain.models import Provenance
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.outcomes import Built, Uri
 from storygen_dagster.engine.versions import images_version, story_version
-from storygen_dagster.engine.vocabulary import BOOK, IMAGES, STRUCTURED
+from storygen_dagster.engine.vocabulary import BOOK, IMAGES, SHEET, STRUCTURED
 from storygen_dagster.storage import repository as repo
 
 
@@ -45,14 +45,26 @@ async def storybook(run: StoryRun, sid: str) -> None:
         )
         for r in rows
     ]
+    sheet = await run.sheet(sid)
+    # The first page: the cast as the character sheet shows them (a story made before sheets
+    # existed has none: its book starts with the first scene).
+    cast = (
+        CastPage(
+            cast_title(story.child_profile.name, story.side_character),
+            f"../../images/{sid}/{sheet['sha256']}.png",
+        )
+        if sheet
+        else None
+    )
     fingerprint = fp.storybook(
         story.story_meta.story_title,
         [(r["scene_number"], r["text"], r["image_sha256"]) for r in rows],
+        sheet["sha256"] if sheet else None,
     )
     if await run.skip_current(sid, BOOK, fingerprint):
         return
     started = time.perf_counter()
-    html = render_book(sid, story, pages, run.width, run.height).encode()
+    html = render_book(sid, story, pages, run.width, run.height, cast).encode()
     store = run.deps.store
     key = store.key_for("books", sid, html, ".html")
     uri = await asyncio.to_thread(store.put, key, html)
@@ -75,12 +87,17 @@ async def storybook(run: StoryRun, sid: str) -> None:
                 "book_uri": Uri(uri),
                 "title": story.story_meta.story_title,
                 "pages": len(pages),
+                "cast_page": cast.title if cast else "",
             },
             provenance=[prov],
             fingerprint=fingerprint,
             # The book's key is its content hash.
             data_version=key.rsplit("/", 1)[1].removesuffix(".html"),
             by=run.options.by,
-            inputs={IMAGES: images_version(rows), STRUCTURED: story_version(story)},
+            inputs={
+                IMAGES: images_version(rows),
+                STRUCTURED: story_version(story),
+                **({SHEET: sheet["sha256"]} if sheet else {}),
+            },
         )
     )

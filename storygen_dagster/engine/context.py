@@ -10,7 +10,7 @@ from storygen_dagster.domain.plan import needs_build, user_owned
 from storygen_dagster.engine.deps import RunOptions, StoryDeps
 from storygen_dagster.engine.outcomes import Built, CheckOutcome, Reporter, StageError
 from storygen_dagster.providers.base import CallContext
-from storygen_dagster.storage import reads
+from storygen_dagster.storage import reads, sheets
 from storygen_dagster.storage.staleness import load_row_facts
 
 
@@ -20,6 +20,7 @@ class StoryRun:
         self.width, self.height = deps.size
         self.done: dict[str, list[str]] = {}  # story -> assets built
         self._facts: dict[tuple[str, str], tuple[dict, dict[int, dict]]] = {}
+        self._seeds: dict[str, int] = {}
 
     @property
     def engine(self):
@@ -69,6 +70,20 @@ class StoryRun:
             )
 
     # -- reads ---------------------------------------------------------------------------------
+    async def seed(self, sid: str) -> int:
+        """The story's locked image seed, the same for its sheet and every scene (a new one
+        once per run with --new-seed)."""
+        if sid not in self._seeds:
+            self._seeds[sid] = await asyncio.to_thread(
+                sheets.story_seed, self.engine, sid, self.options.by, renew=self.options.new_seed
+            )
+        return self._seeds[sid]
+
+    async def sheet(self, sid: str) -> dict | None:
+        """The story's character sheet: {uri, sha256, seed, source}, or None."""
+        found = await asyncio.to_thread(sheets.load_sheets, self.engine, [sid])
+        return found.get(sid)
+
     async def story(self, sid: str) -> StructuredStory:
         stories = await asyncio.to_thread(reads.load_stories, self.engine, [sid])
         if sid not in stories:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from storygen_dagster.domain.printing import PrintSettings
-from storygen_dagster.providers.base import ImageService, StoryLLM
+from storygen_dagster.providers.base import CharacterJudge, ImageService, StoryLLM
 from storygen_dagster.providers.moderation import Moderation
 from storygen_dagster.storage.objects import ObjectStore
 
@@ -24,6 +24,9 @@ class StoryDeps:
     blocklist: tuple[str, ...]
     moderation: Moderation | None = None
     printing: PrintSettings = field(default_factory=PrintSettings)
+    # Judges whether each scene's child is the sheet's (the vision review, issue 16); None:
+    # the image service's own measure where it has one (the offline painter's).
+    character_judge: CharacterJudge | None = None
 
 
 @dataclass(frozen=True)
@@ -35,3 +38,4 @@ class RunOptions:
     stale_only: bool = False  # regenerate only values whose input fingerprints changed
     overwrite: bool = False  # AI values replace user edits
     review_all: bool = False  # STORYGEN_REVIEW=story: every story waits for approval
+    new_seed: bool = False  # draw a new locked image seed for the story (`run --new-seed`)

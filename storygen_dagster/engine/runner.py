@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from storygen_dagster.engine import book, print_books, review, scenes, stored, text
+from storygen_dagster.engine import book, print_books, review, scenes, sheet, stored, text
 from storygen_dagster.engine.context import StoryRun
 from storygen_dagster.engine.deps import RunOptions, StoryDeps
 from storygen_dagster.engine.outcomes import Reporter, StageError
@@ -17,6 +17,7 @@ from storygen_dagster.engine.vocabulary import (
     IMAGES,
     MOMENTS,
     PDF,
+    SHEET,
     STORY_FIELDS,
     STRUCTURED,
 )
@@ -61,10 +62,12 @@ class StoryEngine:
                 raise result
         if run.selected(MOMENTS):
             await _stage(sid, MOMENTS, scenes.scene_moments(run, sid, story))
-        if any(run.selected(a) for a in (MOMENTS, IMAGES, BOOK, PDF, EPUB)) and await _stage(
+        if any(run.selected(a) for a in (MOMENTS, SHEET, IMAGES, BOOK, PDF, EPUB)) and await _stage(
             sid, MOMENTS, review.held(run, sid)
         ):
             return run.done.get(sid, [])
+        if run.selected(SHEET):
+            await _stage(sid, SHEET, sheet.character_sheet(run, sid, story))
         if run.selected(IMAGES):
             await _stage(sid, IMAGES, scenes.scene_images(run, sid, story))
         if run.selected(BOOK):

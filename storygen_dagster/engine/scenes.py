@@ -1,5 +1,6 @@
 """The scene stages: one moment per scene (LLM, scenes in parallel), then one picture per scene
-from the composed prompt (scenes in parallel, each checked before it is stored)."""
+from the composed prompt, with the story's locked seed and its character sheet as the reference
+(scenes in parallel, each checked before it is stored)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pandas as pd
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.checks import prompt_budget_problems
 from storygen_dagster.domain.compose import compose_image_prompt
-from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbnail_jpeg
 from storygen_dagster.domain.models import BaseStyle, Provenance, VisualProfile
 from storygen_dagster.engine.context import StoryRun
+from storygen_dagster.engine.likeness import character_consistent
 from storygen_dagster.engine.outcomes import Built, Markdown, Uri
 from storygen_dagster.engine.versions import (
     field_version,
@@ -22,7 +23,7 @@ from storygen_dagster.engine.versions import (
     moments_version,
     story_version,
 )
-from storygen_dagster.engine.vocabulary import IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
+from storygen_dagster.engine.vocabulary import IMAGES, MOMENTS, SHEET, STRUCTURED, STYLE, VISUAL
 from storygen_dagster.providers.base import ImageRejected
 from storygen_dagster.storage import repository as repo
 
@@ -92,8 +93,13 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
     rows = await run.scenes(sid)
     if not rows or any(not r["moment"] for r in rows):
         raise LookupError(f"story {sid} is missing upstream values: moments")
+    sheet = await run.sheet(sid)
+    if sheet is None:
+        raise LookupError(f"story {sid} is missing upstream values: {SHEET}")
+    seed = await run.seed(sid)
     visual, base = VisualProfile.model_validate(profile), BaseStyle.model_validate(style)
     budget = run.deps.budget
+    images = run.deps.images
     prompts = {
         r["scene_number"]: compose_image_prompt(
             base_style=base,
@@ -103,17 +109,26 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
             moment=r["moment"],
             side_character=story.side_character,
             budget=budget,
+            reference=images.uses_reference,
         )
         for r in rows
     }
     run.check(sid, IMAGES, "prompt_budget", prompt_budget_problems(prompts, budget))
-    wanted = {r["scene_number"]: fp.scene_image(story, profile, style, r["moment"]) for r in rows}
+    wanted = {
+        r["scene_number"]: fp.scene_image(story, profile, style, r["moment"], sheet["sha256"], seed)
+        for r in rows
+    }
     wanted = await run.scenes_to_build(sid, IMAGES, wanted)
     if not wanted:
         return
     texts = {r["scene_number"]: r["text"] for r in rows}
+    # Read once, sent with every scene (the service decides whether and how it goes).
+    sheet_png = await asyncio.to_thread(run.deps.store.get, sheet["uri"])
     outcomes = await asyncio.gather(
-        *(_image(run, sid, n, texts[n], prompts[n], wanted[n]) for n in sorted(wanted))
+        *(
+            _image(run, sid, n, texts[n], prompts[n], wanted[n], seed, sheet_png)
+            for n in sorted(wanted)
+        )
     )
     good = [o for o in outcomes if isinstance(o, dict)]
     problems = [o for o in outcomes if isinstance(o, str)]
@@ -123,12 +138,13 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
             repo.upsert_scene_columns,
             run.engine,
             frame,
-            ["image_prompt", "image_uri", "image_sha256"],
+            ["image_prompt", "image_uri", "image_sha256", "image_seed"],
             IMAGES,
             run.options.by,
             overwrite_user_edits=run.options.overwrite,
         )
     run.check(sid, IMAGES, "images_valid", problems)
+    await character_consistent(run, sid)
     if not good:
         return
     thumb = base64.b64encode(frame["thumbnail"].iloc[0]).decode()
@@ -140,6 +156,8 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
             facts={
                 "images": len(frame),
                 "size": f"{run.width}x{run.height}",
+                "seed": seed,
+                "reference": images.reference,
                 "max_prompt_chars": int(frame["image_prompt"].str.len().max()),
                 "first_image_uri": Uri(frame["image_uri"].iloc[0]),
                 "preview": Markdown(
@@ -155,17 +173,31 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
                 MOMENTS: moments_version(rows),
                 VISUAL: field_version(profile),
                 STYLE: field_version(style),
+                SHEET: sheet["sha256"],
             },
         )
     )
 
 
-async def _image(run: StoryRun, sid: str, number: int, text: str, prompt: str, fingerprint: str):
+async def _image(
+    run: StoryRun,
+    sid: str,
+    number: int,
+    text: str,
+    prompt: str,
+    fingerprint: str,
+    seed: int,
+    sheet: bytes,
+):
     """The stored scene row, or the problem with the picture (as a string)."""
-    seed = int(content_hash([sid, number])[:8], 16)
     try:
         image = await run.deps.images.generate_image(
-            prompt, run.call(sid, IMAGES, number), width=run.width, height=run.height, seed=seed
+            prompt,
+            run.call(sid, IMAGES, number),
+            width=run.width,
+            height=run.height,
+            seed=seed,
+            reference=sheet,
         )
     except ImageRejected as exc:  # the provider checked it already (and did not cache it)
         return f"scene {number}: {exc}"
@@ -177,7 +209,7 @@ async def _image(run: StoryRun, sid: str, number: int, text: str, prompt: str, f
     key = store.key_for("images", sid, image.png, ".png")
     uri = await asyncio.to_thread(store.put, key, image.png)
     thumb = await asyncio.to_thread(thumbnail_jpeg, image.png, (160, 120)) if number == 1 else b""
-    prov = image.provenance.model_copy(update={"input_fingerprint": fingerprint})
+    prov = image.provenance.model_copy(update={"input_fingerprint": fingerprint, "seed": seed})
     # The PNG bytes go out of scope here: a batch never holds all its images in memory.
     return {
         "story_id": sid,
@@ -186,6 +218,7 @@ async def _image(run: StoryRun, sid: str, number: int, text: str, prompt: str, f
         "image_prompt": prompt,
         "image_uri": uri,
         "image_sha256": key.rsplit("/", 1)[1].removesuffix(".png"),
+        "image_seed": seed,
         "provenance": prov.model_dump(),
         "thumbnail": thumb,
     }

@@ -15,10 +15,11 @@ from storygen_dagster.domain.checks import (
 from storygen_dagster.domain.images import ImageCheckError, inspect_png
 from storygen_dagster.engine.book import content_safety
 from storygen_dagster.engine.context import StoryRun
+from storygen_dagster.engine.likeness import character_consistent
 from storygen_dagster.engine.outcomes import StageError
 from storygen_dagster.engine.print_books import check_stored_preflight
 from storygen_dagster.engine.review import check_approved
-from storygen_dagster.engine.vocabulary import ASSETS, IMAGES, STORY_FIELDS, STRUCTURED
+from storygen_dagster.engine.vocabulary import ASSETS, IMAGES, SHEET, STORY_FIELDS, STRUCTURED
 from storygen_dagster.storage import reads
 from storygen_dagster.storage.staleness import out_of_date
 
@@ -64,6 +65,10 @@ async def check_stored(run: StoryRun, sid: str) -> None:
     check(IMAGES, "prompt_budget", prompt_budget_problems(prompts, run.deps.budget))
     if run.check_selected(IMAGES, "images_valid"):
         check(IMAGES, "images_valid", await _bad_images(run, scenes))
+    sheet = await run.sheet(sid)
+    if sheet and run.check_selected(SHEET, "images_valid"):
+        check(SHEET, "images_valid", await _bad_images(run, [{**sheet, "scene_number": 0}]))
+    await character_consistent(run, sid)
     texts = story_texts(
         story,
         {int(r["scene_number"]): r["moment"] for r in scenes},
@@ -81,13 +86,16 @@ async def check_stored(run: StoryRun, sid: str) -> None:
 
 
 async def _bad_images(run: StoryRun, scenes: list[dict]) -> list[str]:
+    """Problems of the stored pictures (`scene_number` 0: the character sheet)."""
     bad = []
     for r in scenes:
-        if not r["image_uri"]:
+        uri = r.get("image_uri") or r.get("uri")
+        if not uri:
             continue
         try:
-            png = await asyncio.to_thread(run.deps.store.get, r["image_uri"])
+            png = await asyncio.to_thread(run.deps.store.get, uri)
             await asyncio.to_thread(inspect_png, png, width=run.width, height=run.height)
         except (ImageCheckError, OSError) as exc:
-            bad.append(f"scene {r['scene_number']}: {exc}")
+            where = f"scene {r['scene_number']}" if r["scene_number"] else "sheet"
+            bad.append(f"{where}: {exc}")
     return bad

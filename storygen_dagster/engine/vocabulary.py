@@ -1,4 +1,4 @@
-"""The eight story assets' code versions and checks; their names are domain/assets.py's (the
+"""The nine story assets' code versions and checks; their names are domain/assets.py's (the
 names Dagster keys, Postgres provenance entries, the audit log and `storygen status` use)."""
 
 from dataclasses import dataclass
@@ -10,11 +10,13 @@ from storygen_dagster.domain.assets import (
     IMAGES,
     MOMENTS,
     PDF,
+    SHEET,
     STORY_FIELDS,
     STRUCTURED,
     STYLE,
     VISUAL,
 )
+from storygen_dagster.domain.likeness import LIKENESS_THRESHOLD
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "IMAGES",
     "MOMENTS",
     "PDF",
+    "SHEET",
     "STORY_FIELDS",
     "STRUCTURED",
     "STYLE",
@@ -40,7 +43,9 @@ CODE_VERSIONS = {
     VISUAL: f"visual_profile-{PROMPT_VERSIONS['visual_profile']}",
     STYLE: f"base_style-{PROMPT_VERSIONS['base_style']}",
     MOMENTS: f"scene_moment-{PROMPT_VERSIONS['scene_moment']}",
-    IMAGES: "scene_images-v1",
+    SHEET: "character_sheet-v1",
+    # v2: one locked seed per story and the character sheet as the pictures' reference.
+    IMAGES: "scene_images-v2",
     BOOK: "storybook-v1",
     PDF: "storybook_pdf-v1",
     EPUB: "storybook_epub-v1",
@@ -85,6 +90,17 @@ CHECKS = (
     ),
     CheckDef(
         IMAGES, "images_valid", "Every image decodes, has the configured size and is not blank."
+    ),
+    CheckDef(SHEET, "images_valid", "The sheet decodes, has the configured size and is not blank."),
+    CheckDef(
+        IMAGES,
+        "character_consistent",
+        "The child in every scene looks like the character sheet. Offline pictures: the "
+        "colour-histogram intersection of the figure where the painter placed it with the "
+        f"sheet's figure, per scene (passes at >= {LIKENESS_THRESHOLD}); with a character judge "
+        "(the vision review), its verdict. WARN: reported, never stops a story.",
+        blocking=False,
+        warn=True,
     ),
     CheckDef(
         BOOK,

@@ -74,9 +74,12 @@ class ProviderCalls:
         body: dict,
         *,
         estimate_usd: float,
+        wire: dict | None = None,
     ) -> CallOutcome:
         """The cached success for this exact request, or a new paid call (not yet recorded:
-        the caller records it once it knows whether the answer is usable)."""
+        the caller records it once it knows whether the answer is usable). `wire`: what is
+        sent when it differs from `body`, the request as keyed and ledgered (a reference image
+        is sent as megabytes of base64 but keyed and ledgered by its sha256)."""
         key = self.key(endpoint, body)
         if not ctx.fresh:
             hit = await asyncio.to_thread(call_cache.lookup, self.engine, key)
@@ -93,7 +96,7 @@ class ProviderCalls:
                 )
         await self._check_budget(ctx, estimate_usd)
         try:
-            result: HttpResult = await self.http.post_json(client, endpoint, body)
+            result: HttpResult = await self.http.post_json(client, endpoint, wire or body)
         except ProviderError as exc:
             await self.record_failure(ctx, key, endpoint, body, exc)
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from storygen_dagster.domain.assets import models_by_asset
+from storygen_dagster.providers import reference
 from storygen_dagster.providers.base import ImageService, StoryLLM
 from storygen_dagster.providers.calls import ProviderCalls
 from storygen_dagster.providers.http import ProviderHttp
@@ -44,10 +45,19 @@ def check_images(provider: str, api_key: str | None) -> None:
         )
 
 
+def check_reference(provider: str, model: str, mode: str) -> str:
+    """How scenes carry the character sheet with this model (providers/reference.py)."""
+    try:
+        return reference.resolve(provider, model, mode)
+    except reference.ReferenceConfigError as exc:
+        raise ProviderConfigError(str(exc)) from None
+
+
 def check_settings(settings: Settings) -> None:
     """The CLI calls this before it touches the database or starts a run."""
     check_llm(settings.llm_provider, _secret(settings.llm_api_key))
     check_images(settings.image_provider, _secret(settings.image_api_key))
+    check_reference(settings.image_provider, settings.image_model, settings.image_reference)
 
 
 def _secret(value) -> str | None:
@@ -92,8 +102,10 @@ def build_image_service(
     api_key: str | None,
     model: str,
     rpm: int,
+    reference_mode: str | None = None,
 ) -> ImageService:
     check_images(provider, api_key)
+    mode = check_reference(provider, model, reference_mode or settings.image_reference)
     if engine is None or store is None:
         raise ProviderConfigError("a real image provider needs the database and object store")
     http = ProviderHttp(
@@ -111,6 +123,7 @@ def build_image_service(
         flavor=provider,
         steps=settings.image_steps,
         response_format=settings.image_response_format,
+        reference=mode,
     )
 
 

@@ -5,7 +5,9 @@ PNG of the requested size that must decode and not be blank (filtered images com
 
 Cached images live in the object store under the same content-addressed key the scene_images
 asset uses, and the ledger row keeps only that key: megabytes of base64 in a jsonb column
-would bloat the table every SQL/dbt query reads, and the asset needs the object anyway."""
+would bloat the table every SQL/dbt query reads, and the asset needs the object anyway. For the
+same reason a scene's reference image (the character sheet, sent as a base64 data URI in
+`image_url` or `reference_images`) is keyed and ledgered as its sha256 and size only."""
 
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ class HttpImageService(ImageService):
         flavor: str,
         steps: int,
         response_format: str,
+        reference: str = "none",
     ):
         if flavor not in ("together", "openai"):
             raise ValueError(f"unknown image API flavor {flavor!r}")
@@ -86,6 +89,19 @@ class HttpImageService(ImageService):
         self.model = calls.model
         self.steps = steps
         self.response_format = response_format
+        if reference not in ("none", "image_url", "reference_images"):
+            raise ValueError(f"{flavor} images cannot carry a reference as {reference!r}")
+        self.reference = reference
+
+    def _with_reference(self, body: dict, png: bytes | None) -> tuple[dict, dict | None]:
+        """(the request as keyed and ledgered, the request as sent, or None: the same)."""
+        if png is None or not self.uses_reference:
+            return body, None
+        uri = "data:image/png;base64," + base64.b64encode(png).decode()
+        marker = f"data:image/png;sha256={content_hash(png)};bytes={len(png)}"
+        if self.reference == "image_url":
+            return {**body, "image_url": marker}, {**body, "image_url": uri}
+        return {**body, "reference_images": [marker]}, {**body, "reference_images": [uri]}
 
     def _body(self, prompt: str, width: int, height: int, seed: int) -> dict[str, Any]:
         if self.flavor == "openai":
@@ -113,19 +129,29 @@ class HttpImageService(ImageService):
         }
 
     async def generate_image(
-        self, prompt: str, ctx: CallContext, *, width: int, height: int, seed: int
+        self,
+        prompt: str,
+        ctx: CallContext,
+        *,
+        width: int,
+        height: int,
+        seed: int,
+        reference: bytes | None = None,
     ) -> GeneratedImage:
-        body = self._body(prompt, width, height, seed)
+        body, wire = self._with_reference(self._body(prompt, width, height, seed), reference)
+        facts = {"seed": seed, "reference": self.reference if wire else "none"}
         cost = image_cost(self.calls.price, width, height)
         async with self.calls.http.client() as client:
-            out = await self.calls.fetch(ctx, client, ENDPOINT, body, estimate_usd=cost)
+            out = await self.calls.fetch(ctx, client, ENDPOINT, body, estimate_usd=cost, wire=wire)
             if out.cached:
                 key = (out.response or {}).get("object_key")
                 if key and self.store.exists(key):
-                    return self._result(self.store.get(key), out, prompt, width, height)
+                    return self._result(self.store.get(key), out, prompt, width, height, facts)
                 # The object is gone: pay for the image again rather than fail.
                 fresh = CallContext(ctx.story_id, ctx.asset, ctx.scene_number, fresh=True)
-                out = await self.calls.fetch(fresh, client, ENDPOINT, body, estimate_usd=cost)
+                out = await self.calls.fetch(
+                    fresh, client, ENDPOINT, body, estimate_usd=cost, wire=wire
+                )
             out.cost_usd = cost
             try:
                 raw, source = await self._image_bytes(client, out)
@@ -137,8 +163,9 @@ class HttpImageService(ImageService):
                     ctx, out, ENDPOINT, body, status="failed", response=summary, error=str(exc)
                 )
                 rejected = ImageRejected if isinstance(exc, ImageCheckError) else ProviderError
+                where = f"scene {ctx.scene_number}" if ctx.scene_number else ctx.asset
                 raise rejected(
-                    f"{self.flavor} image for story {ctx.story_id} scene {ctx.scene_number}: {exc}"
+                    f"{self.flavor} image for story {ctx.story_id} {where}: {exc}"
                 ) from None
         key = self.store.key_for("images", ctx.story_id, png, ".png")
         self.store.put(key, png)
@@ -151,7 +178,7 @@ class HttpImageService(ImageService):
             "bytes": len(png),
         }
         await self.calls.record(ctx, out, ENDPOINT, body, status="succeeded", response=stored)
-        return self._result(png, out, prompt, width, height)
+        return self._result(png, out, prompt, width, height, facts)
 
     async def _image_bytes(self, client, out: CallOutcome) -> tuple[bytes, str]:
         try:
@@ -171,7 +198,7 @@ class HttpImageService(ImageService):
         raise ProviderError(f"image reply has neither b64_json nor url: {_summary(out.response)}")
 
     def _result(
-        self, png: bytes, out: CallOutcome, prompt: str, width: int, height: int
+        self, png: bytes, out: CallOutcome, prompt: str, width: int, height: int, facts: dict
     ) -> GeneratedImage:
         return self._generated(
             png,
@@ -182,6 +209,7 @@ class HttpImageService(ImageService):
             cost_usd=round(out.cost_usd, 8),
             attempts=out.attempts,
             cached=out.cached,
+            **facts,
         )
 
 

@@ -1,74 +1,125 @@
-"""The offline painter: real PNGs drawn with Pillow, no network, deterministic for a prompt
-and seed."""
+"""The offline painter: real PNGs drawn with Pillow, no network, deterministic for a prompt,
+seed and reference. A sheet prompt gets a character sheet (offline_figures.py); a scene gets a
+landscape with the child and the friend cut out of the character sheet (the reference, or
+with STORYGEN_IMAGE_REFERENCE=none the sheet its prompt's character card describes) and placed
+where the prompt and seed say, so the cast looks the same in every scene."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import random
 import time
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from storygen_dagster.domain.compose import SHEET_PROMPT_PREFIX
+from storygen_dagster.domain.likeness import (
+    CHILD_REGION,
+    FRIEND_REGION,
+    Box,
+    Figure,
+    figure,
+    likeness,
+    open_rgb,
+    place,
+)
 from storygen_dagster.providers.base import CallContext, GeneratedImage, ImageService
 from storygen_dagster.providers.limits import global_slots
 from storygen_dagster.providers.offline import seeded_rng
+from storygen_dagster.providers.offline_figures import paint_sheet
+
+CHILD_SCALE = 0.5  # of the picture's height
 
 
 class OfflineImageService(ImageService):
     """Real PNGs drawn with Pillow: sky, ground, sun or moon, trees, the child and a friend,
-    placed and coloured from the prompt so every scene looks different."""
+    placed from the prompt and seed so every scene looks different and the cast the same."""
 
     provider_name = "offline"
-    model = "storygen-offline-painter-v1"
+    model = "storygen-offline-painter-v2"
 
-    def __init__(self, latency_s: float = 0.0, max_concurrency: int = 16):
+    def __init__(self, latency_s: float = 0.0, max_concurrency: int = 16, reference: str = "sheet"):
         self.latency_s = latency_s
         self.max_concurrency = max_concurrency
+        self.reference = reference
 
     async def generate_image(
-        self, prompt: str, ctx: CallContext, *, width: int, height: int, seed: int
+        self,
+        prompt: str,
+        ctx: CallContext,
+        *,
+        width: int,
+        height: int,
+        seed: int,
+        reference: bytes | None = None,
     ) -> GeneratedImage:
         started = time.perf_counter()
         if self.latency_s:
             async with global_slots(self.max_concurrency):
                 await asyncio.sleep(self.latency_s)
+        sheet = reference if self.uses_reference else None
         # Drawing is CPU work; keep the event loop free for the other scenes' calls.
-        png = await asyncio.to_thread(paint_scene, prompt, width, height, seed)
+        png = await asyncio.to_thread(paint, prompt, width, height, seed, sheet)
         return self._generated(
             png,
             prompt,
             width,
             height,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            seed=seed,
+            reference=self.reference if sheet is not None else "none",
         )
 
-
-NAMED_COLORS = {
-    "orange": (240, 140, 40),
-    "blue": (60, 110, 220),
-    "green": (60, 170, 90),
-    "yellow": (245, 205, 50),
-    "purple": (150, 80, 200),
-    "red": (210, 50, 50),
-    "pink": (240, 130, 180),
-    "teal": (40, 160, 160),
-}
+    def character_likeness(
+        self, sheet_png: bytes, scene_png: bytes, prompt: str, seed: int
+    ) -> float | None:
+        with Image.open(io.BytesIO(scene_png)) as img:
+            size = img.size
+        box = child_box(prompt, seed, *size, sheet_png)
+        return None if box is None else likeness(sheet_png, scene_png, box)
 
 
-def _prompt_color(prompt: str, rng: random.Random) -> tuple[int, int, int]:
-    """The first colour word of the character description dresses the child (as it would in a
-    real model's picture); otherwise a random one."""
-    lowered = prompt.lower()
-    found = sorted(
-        (lowered.find(name), rgb) for name, rgb in NAMED_COLORS.items() if name in lowered
-    )
-    if found:
-        return found[0][1]
-    return (rng.randint(60, 240), rng.randint(60, 240), rng.randint(60, 240))
+def paint(prompt: str, width: int, height: int, seed: int, reference: bytes | None = None) -> bytes:
+    """A sheet for a sheet prompt, else a scene."""
+    if prompt.startswith(SHEET_PROMPT_PREFIX):
+        return paint_sheet(prompt, width, height)
+    return paint_scene(prompt, width, height, seed, reference)
 
 
-def paint_scene(prompt: str, width: int, height: int, seed: int) -> bytes:
+def _cast(prompt: str, width: int, height: int, reference: bytes | None):
+    sheet = open_rgb(reference or paint_sheet(prompt, width, height))
+    return figure(sheet, CHILD_REGION), figure(sheet, FRIEND_REGION)
+
+
+def _spots(prompt: str, seed: int, child: Figure, width: int, height: int):
+    """Where the child and the friend stand: from the prompt and seed alone (not from the
+    landscape's random draws), so the check can find the child again."""
+    rng = seeded_rng("figure", prompt, seed)
+    cx, feet = rng.uniform(0.25, 0.6), rng.uniform(0.86, 0.97)
+    box = place(child, cx, feet, CHILD_SCALE, width, height)
+    side = rng.choice([-1, 1])
+    friend_cx = cx + side * ((box[2] - box[0]) / width + 0.12)
+    if not 0.08 < friend_cx < 0.92:
+        friend_cx = cx - side * ((box[2] - box[0]) / width + 0.12)
+    return box, friend_cx, feet
+
+
+def child_box(
+    prompt: str, seed: int, width: int, height: int, reference: bytes | None
+) -> Box | None:
+    """The box the painter put the child in (None: the sheet shows no child)."""
+    child, _ = _cast(prompt, width, height, reference)
+    return None if child is None else _spots(prompt, seed, child, width, height)[0]
+
+
+def _paste(img: Image.Image, fig: Figure, box: Box) -> None:
+    size = (box[2] - box[0], box[3] - box[1])
+    img.paste(fig.image.resize(size), box[:2], fig.mask.resize(size, Image.Resampling.NEAREST))
+
+
+def paint_scene(
+    prompt: str, width: int, height: int, seed: int, reference: bytes | None = None
+) -> bytes:
     rng = seeded_rng("image", prompt, seed)
     night = any(w in prompt.lower() for w in ("night", "moon", "dark", "evening"))
     top = (20, 24, 70) if night else (rng.randint(90, 150), rng.randint(160, 210), 245)
@@ -104,26 +155,14 @@ def paint_scene(prompt: str, width: int, height: int, seed: int) -> bytes:
         draw.ellipse(
             [tx - 45, base - th, tx + 45, base - th // 3 + 20], fill=(40, rng.randint(110, 160), 60)
         )
-    # The child: body in a colour from the prompt, head, arms.
-    body = _prompt_color(prompt.split(", a ", 1)[-1], rng)
-    cx, feet = rng.randint(width // 4, 3 * width // 5), horizon + rng.randint(60, 140)
-    draw.rectangle([cx - 35, feet - 150, cx + 35, feet - 40], fill=body)
-    draw.rectangle([cx - 30, feet - 40, cx - 8, feet], fill=(60, 60, 110))
-    draw.rectangle([cx + 8, feet - 40, cx + 30, feet], fill=(60, 60, 110))
-    draw.line([(cx - 35, feet - 130), (cx - 75, feet - 90)], fill=body, width=14)
-    draw.line([(cx + 35, feet - 130), (cx + 75, feet - rng.randint(60, 170))], fill=body, width=14)
-    draw.ellipse([cx - 38, feet - 225, cx + 38, feet - 150], fill=(236, 190, 150))
-    draw.ellipse([cx - 40, feet - 235, cx + 40, feet - 190], fill=(rng.randint(40, 140), 50, 30))
-    # The friend: a round animal beside the child.
-    ax = cx + rng.choice([-1, 1]) * rng.randint(140, 260)
-    fur = (rng.randint(150, 230), rng.randint(80, 160), rng.randint(30, 90))
-    draw.ellipse([ax - 55, feet - 80, ax + 55, feet], fill=fur)
-    draw.ellipse([ax - 30, feet - 130, ax + 30, feet - 70], fill=fur)
-    draw.polygon([(ax - 28, feet - 115), (ax - 18, feet - 155), (ax - 6, feet - 122)], fill=fur)
-    draw.polygon([(ax + 28, feet - 115), (ax + 18, feet - 155), (ax + 6, feet - 122)], fill=fur)
-    for ex in (ax - 11, ax + 11):
-        draw.ellipse([ex - 4, feet - 108, ex + 4, feet - 100], fill=(20, 20, 20))
-    img = img.filter(ImageFilter.SMOOTH)
+    img = img.filter(ImageFilter.SMOOTH)  # the landscape only: the cast stays crisp
+    child, friend = _cast(prompt, width, height, reference)
+    if child is not None:
+        box, friend_cx, feet = _spots(prompt, seed, child, width, height)
+        if friend is not None:
+            scale = (box[3] - box[1]) / child.image.height * friend.image.height / height
+            _paste(img, friend, place(friend, friend_cx, feet, scale, width, height))
+        _paste(img, child, box)
     out = io.BytesIO()
     img.save(out, format="PNG", optimize=False)
     return out.getvalue()

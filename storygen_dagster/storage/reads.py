@@ -81,6 +81,7 @@ def load_scenes(engine: sa.Engine, story_ids: Iterable[str]) -> pd.DataFrame:
             "image_prompt",
             "image_uri",
             "image_sha256",
+            "image_seed",
             "provenance",
             "source",
             "model",

@@ -2,8 +2,8 @@
 
 A value is stale when the fingerprint of its inputs now (domain/fingerprints.py, computed from
 what is stored) differs from the fingerprint stored with it; what depends on a stale or
-missing value is stale too (a scene's image after its moment, every image after the visual
-profile, the book after any scene)."""
+missing value is stale too (a scene's image after its moment, the sheet and every image after
+the visual profile, every image after the character sheet, the book after any scene)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from storygen_dagster.domain.plan import user_owned, value_state
 from storygen_dagster.domain.printing import PrintSettings
 from storygen_dagster.domain.prompts import PROMPT_VERSIONS
 from storygen_dagster.settings import get_settings
-from storygen_dagster.storage import reads
+from storygen_dagster.storage import reads, sheets
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import scenes, stories
 
@@ -88,6 +88,15 @@ def stale_items(
         field_stale[name] = bool(why)
         if why:
             items.append(_item(name, why))
+    profile, style = fields["visual_profile"], fields["base_style"]
+    sheet = sheets.load_sheets(engine, [story_id]).get(story_id)
+    seed = sheets.stored_seed(engine, story_id)
+    sheet_why = _sheet_state(story, profile, style, sheet, seed, stored, user_fields)
+    sheet_why = sheet_why or (
+        "upstream stale" if upstream_story or any(field_stale.values()) else None
+    )
+    if sheet_why:
+        items.append(_item(sheets.ASSET, sheet_why))
     frame = reads.load_scenes(engine, [story_id])
     book_reason = None
     for row in frame.to_dict("records"):
@@ -99,16 +108,15 @@ def stale_items(
             why = None
         if why:
             items.append(_item("scene_moments", why, n))
-        profile, style = fields["visual_profile"], fields["base_style"]
         image_why: str | None
-        if why or not profile or not style:
+        if why or not profile or not style or sheet is None:
             image_why = "upstream stale" if why else "upstream missing"
             if not row["image_uri"]:
                 image_why = "missing"
         else:
-            current = fp.scene_image(story, profile, style, row["moment"])
+            current = fp.scene_image(story, profile, style, row["moment"], sheet["sha256"], seed)
             image_why = value_state(current, fps.get("scene_images"), bool(row["image_uri"]))
-            if not image_why and any(field_stale.values()):
+            if not image_why and (any(field_stale.values()) or sheet_why):
                 image_why = "upstream stale"
         if image_why:
             items.append(_item("scene_images", image_why, n))
@@ -121,6 +129,7 @@ def stale_items(
                 (int(r["scene_number"]), r["text"], r["image_sha256"])
                 for r in frame.to_dict("records")
             ],
+            sheet["sha256"] if sheet else None,
         )
         book_reason = value_state(current, stored.get("storybook"), bool(book_uri))
     elif not book_uri:
@@ -141,6 +150,18 @@ def stale_items(
         if why:
             items.append(_item(asset, why))
     return items
+
+
+def _sheet_state(story, profile, style, sheet, seed, stored, user_fields) -> str | None:
+    """Why the character sheet is not current (None: it is, or it is the user's)."""
+    if sheet is None:
+        return "missing"
+    if sheets.FIELD in user_fields:
+        return None
+    if not profile or not style or seed is None:
+        return "upstream missing"
+    current = fp.character_sheet(story, profile, style, seed)
+    return value_state(current, stored.get(sheets.ASSET), True)
 
 
 def stale_assets(items: list[dict]) -> list[str]:

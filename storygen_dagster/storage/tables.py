@@ -45,6 +45,9 @@ stories = sa.Table(
     sa.Column("book_uri", sa.Text),
     sa.Column("pdf_uri", sa.Text),  # storybook_pdf (migration 0009)
     sa.Column("epub_uri", sa.Text),  # storybook_epub
+    # The character sheet (migration 0010): its object URI and the story's locked image seed.
+    sa.Column("character_sheet_uri", sa.Text),
+    sa.Column("image_seed", sa.BigInteger),
     *_audit_columns(),
 )
 
@@ -61,6 +64,7 @@ scenes = sa.Table(
     sa.Column("image_prompt", sa.Text),
     sa.Column("image_uri", sa.Text),
     sa.Column("image_sha256", sa.Text),
+    sa.Column("image_seed", sa.BigInteger),  # the seed the picture was drawn with (0010)
     *_audit_columns(),
     sa.UniqueConstraint("story_id", "scene_number", name="uq_scenes_story_scene"),
 )

@@ -5,6 +5,7 @@ the repository, the object store): the one code path the IO managers are built o
 - scene_moments: DataFrame (scene_number, text, moment)
 - scene_images: DataFrame (scene_number, image_prompt, image_uri, image_sha256), plus the PNG
   bytes as `image_png` with `with_bytes=True`
+- character_sheet: the sheet's PNG bytes, or its URI with `as_uri=True`
 - storybook: the book's HTML (str), or its URI with `as_uri=True`
 - storybook_pdf, storybook_epub: the file's bytes, or its URI with `as_uri=True`
 - story_catalog: the story's catalog row, a one-row DataFrame (storage/catalog.py)
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 
 from storygen_dagster.domain.assets import PRINT_FILES
 from storygen_dagster.domain.models import BaseStyle, Provenance, StructuredStory, VisualProfile
-from storygen_dagster.storage import catalog, reads
+from storygen_dagster.storage import catalog, reads, sheets
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
 
@@ -33,7 +34,7 @@ _FIELDS: dict[str, type[VisualProfile] | type[BaseStyle]] = {
     "base_style": BaseStyle,
 }
 DATABASE_ASSETS = frozenset({"structured_story", *_FIELDS, "scene_moments", "story_catalog"})
-OBJECT_ASSETS = frozenset({"scene_images", "storybook", *PRINT_FILES})
+OBJECT_ASSETS = frozenset({"character_sheet", "scene_images", "storybook", *PRINT_FILES})
 
 
 class MissingValue(LookupError):
@@ -69,6 +70,9 @@ def read(
         if with_bytes and asset == "scene_images":
             for frame in found.values():
                 frame["image_png"] = [_store(store).get(uri) for uri in frame["image_uri"]]
+    elif asset == "character_sheet":
+        sheet_uris = {s: v["uri"] for s, v in sheets.load_sheets(engine, ids).items()}
+        found = sheet_uris if as_uri else {s: _store(store).get(u) for s, u in sheet_uris.items()}
     elif asset == "storybook":
         uris: dict[str, Any] = reads.load_story_field(engine, ids, "book_uri")
         found = uris if as_uri else {s: _store(store).get(u).decode() for s, u in uris.items()}
@@ -131,6 +135,11 @@ def write(
         frame = _scene_rows(engine, _put_images(_store(store), values), IMAGE_WRITES, provenance)
         rows = repo.upsert_scene_columns(engine, frame, IMAGE_WRITES, asset, by)
         uris = frame["image_uri"].tolist()
+    elif asset == "character_sheet":
+        for sid, png in values.items():
+            key = _store(store).key_for("images", sid, bytes(png), ".png")
+            uris.append(_store(store).put(key, bytes(png)))
+            sheets.save_sheet(engine, sid, uris[-1], provenance, by)
     elif asset == "storybook":
         for sid, book in values.items():
             html = book.encode() if isinstance(book, str) else bytes(book)

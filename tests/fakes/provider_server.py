@@ -29,7 +29,7 @@ from PIL import Image
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.providers import offline
-from storygen_dagster.providers.offline_painter import paint_scene
+from storygen_dagster.providers.offline_painter import paint, paint_scene
 from tests.fakes.schema_model import add_quirks, conform, reply_from_schema
 
 
@@ -69,6 +69,13 @@ def solid_png(width: int, height: int, color=(0, 0, 0), fmt: str = "PNG") -> byt
     out = io.BytesIO()
     Image.new("RGB", (width, height), color).save(out, format=fmt)
     return out.getvalue()
+
+
+def _reference(body: dict) -> bytes | None:
+    refs = body.get("reference_images") or ([body["image_url"]] if body.get("image_url") else [])
+    if not refs:
+        return None
+    return base64.b64decode(refs[0].split("base64,", 1)[1])
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -212,7 +219,8 @@ class FakeProvider:
             if (width, height) not in self._painted:
                 self._painted[(width, height)] = paint_scene("a fox", width, height, 7)
             png = self._painted[(width, height)]
-        png = png or paint_scene(body["prompt"], width, height, 7)
+        # Like a reference-taking model, the fake draws the cast from the reference it was sent.
+        png = png or paint(body["prompt"], width, height, body.get("seed", 7), _reference(body))
         if body.get("response_format") == "url":
             name = f"img{len(self.files)}.png"
             self.files[name] = png

@@ -1,9 +1,9 @@
 """story_review_sensor: a reviewer's decision becomes a run with nobody launching it by hand.
-Approved stories get their pictures and book (scene_images + storybook); rejected ones get
-their text written again with the note (structured_story .. scene_moments), which ends back
-in review. The decision itself is reported to Dagster when it is made (`report_decision`),
-as an evaluation of the story's `approved` check on scene_moments (in a one-op run, see why
-there).
+Approved stories get their pictures and book (character_sheet + scene_images + storybook);
+rejected ones get their text written again with the note (structured_story ..
+scene_moments), which ends back in review. The decision itself is reported to Dagster when it
+is made (`report_decision`), as an evaluation of the story's `approved` check on scene_moments
+(in a one-op run, see why there).
 
 A sensor on the decisions table rather than Declarative Automation: a runless check
 evaluation unlocks `all_deps_blocking_checks_passed()` only when it names its target
@@ -15,17 +15,18 @@ import dagster as dg
 from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, request_run_tags
 from storygen_dagster.defs.jobs import storybook_job
 from storygen_dagster.defs.resources import StoryDatabase
+from storygen_dagster.defs.runner import console_config
 from storygen_dagster.defs.story.keys import (
     BOOK,
     EPUB,
     IMAGES,
     MOMENTS,
     PDF,
+    SHEET,
     STRUCTURED,
     STYLE,
     VISUAL,
 )
-from storygen_dagster.pipeline import console_config
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import requests as queue
 from storygen_dagster.storage import reviews
@@ -33,7 +34,7 @@ from storygen_dagster.storage.reviews import REVIEW_ASSET, Decision
 
 REVIEW_TAG = "storygen/review"
 AFTER = {
-    "approved": [IMAGES, BOOK, PDF, EPUB],
+    "approved": [SHEET, IMAGES, BOOK, PDF, EPUB],
     "rejected": [STRUCTURED, VISUAL, STYLE, MOMENTS],
 }
 

@@ -5,9 +5,14 @@ import dagster as dg
 
 from storygen_dagster.defs.automation.launches import RUN_KEY_TAG, accept, request_run_tags
 from storygen_dagster.defs.jobs import storybook_job
-from storygen_dagster.defs.partitions import STORY_PARTITIONS_NAME
+from storygen_dagster.defs.partitions import (
+    RANGE_END,
+    RANGE_START,
+    STORY_PARTITIONS_NAME,
+    contiguous_ranges,
+    ensure_partitions,
+)
 from storygen_dagster.defs.resources import StoryDatabase
-from storygen_dagster.pipeline import RANGE_END, RANGE_START, contiguous_ranges, ensure_partitions
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import requests as queue
 

@@ -17,9 +17,8 @@ from storygen_dagster.defs.automation.launches import (
     settle_run,
 )
 from storygen_dagster.defs.jobs import storybook_job
-from storygen_dagster.defs.partitions import story_partitions
+from storygen_dagster.defs.partitions import missing_partitions, story_partitions
 from storygen_dagster.defs.resources import StoryDatabase
-from storygen_dagster.pipeline import missing_partitions
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import requests as queue
 

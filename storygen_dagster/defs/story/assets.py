@@ -1,4 +1,4 @@
-"""The eight story assets, materialized by one multi-asset step.
+"""The nine story assets, materialized by one multi-asset step.
 
 Each asset keeps its own key, lineage, code version, checks and per-story materializations,
 but one step runs them all for every story in the run: each story's chain as its own
@@ -11,11 +11,10 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 
-from storygen_dagster.defs.io_managers import OBJECTS_IO, POSTGRES_IO
 from storygen_dagster.defs.partitions import story_partitions
 from storygen_dagster.defs.resources import (
     ImageServiceResource,
@@ -26,23 +25,16 @@ from storygen_dagster.defs.resources import (
 )
 from storygen_dagster.defs.runner import (
     FRESH_TAG,
+    NEW_SEED_TAG,
     OVERWRITE_TAG,
     STALE_ONLY_TAG,
     story_ids,
     tag_is_set,
 )
 from storygen_dagster.defs.story.checks import CHECK_SPECS, evaluation, selected_checks
-from storygen_dagster.defs.story.keys import (
-    BOOK,
-    EPUB,
-    IMAGES,
-    MOMENTS,
-    PDF,
-    STRUCTURED,
-    STYLE,
-    VISUAL,
-)
+from storygen_dagster.defs.story.failures import story_failed_message
 from storygen_dagster.defs.story.metadata import materialization
+from storygen_dagster.defs.story.specs import SPECS
 from storygen_dagster.domain.checks import DEFAULT_BLOCKLIST
 from storygen_dagster.domain.printing import PrintSettings
 from storygen_dagster.engine import (
@@ -53,87 +45,11 @@ from storygen_dagster.engine import (
     StoryDeps,
     StoryEngine,
 )
-from storygen_dagster.engine.vocabulary import CODE_VERSIONS
 from storygen_dagster.instance import pool_storage_connections
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import repository as repo
 
 log = logging.getLogger("storygen.pipeline")
-
-_STORY: dict[str, Any] = {"group_name": "story", "kinds": {"python", "postgres"}, "skippable": True}
-_IMAGES: dict[str, Any] = {
-    "group_name": "images",
-    "kinds": {"python", "postgres", "s3"},
-    "skippable": True,
-}
-_BOOKS: dict[str, Any] = {
-    "group_name": "books",
-    "kinds": {"python", "pdf", "s3"},
-    "skippable": True,
-}
-
-SPECS = [
-    dg.AssetSpec(
-        STRUCTURED,
-        description="Child profile, side character, story meta and 3-5 scenes of text.",
-        code_version=CODE_VERSIONS["structured_story"],
-        **_STORY,
-    ).with_io_manager_key(POSTGRES_IO),
-    dg.AssetSpec(
-        VISUAL,
-        deps=[STRUCTURED],
-        description="Character and side-character prompts, the same in every scene.",
-        code_version=CODE_VERSIONS["visual_profile"],
-        **_STORY,
-    ).with_io_manager_key(POSTGRES_IO),
-    dg.AssetSpec(
-        STYLE,
-        deps=[STRUCTURED],
-        description="One art style, lighting, atmosphere, palette and composition per book.",
-        code_version=CODE_VERSIONS["base_style"],
-        **_STORY,
-    ).with_io_manager_key(POSTGRES_IO),
-    dg.AssetSpec(
-        MOMENTS,
-        deps=[STRUCTURED],
-        description="Per scene, the single visual moment to draw, chosen from the story so far.",
-        code_version=CODE_VERSIONS["scene_moments"],
-        **_STORY,
-    ).with_io_manager_key(POSTGRES_IO),
-    dg.AssetSpec(
-        IMAGES,
-        deps=[MOMENTS, VISUAL, STYLE],
-        description="One picture per scene from base style + setting + character + moment "
-        "+ side character (prompt composed in code within a length budget).",
-        code_version=CODE_VERSIONS["scene_images"],
-        **_IMAGES,
-    ).with_io_manager_key(OBJECTS_IO),
-    dg.AssetSpec(
-        BOOK,
-        deps=[IMAGES, STRUCTURED],
-        description="The finished book: an HTML page with the title and every scene's text "
-        "and picture. Held (not built) when the content-safety check fails.",
-        code_version=CODE_VERSIONS["storybook"],
-        **_IMAGES,
-    ).with_io_manager_key(OBJECTS_IO),
-    dg.AssetSpec(
-        PDF,
-        deps=[BOOK, IMAGES],
-        description="The print-ready PDF: a square picture book with cover, title page, a page "
-        "per scene with the picture to the bleed, and a back cover (trim and bleed boxes set, "
-        "fonts embedded; STORYGEN_PRINT_TRIM_IN / _BLEED_IN).",
-        code_version=CODE_VERSIONS["storybook_pdf"],
-        **_BOOKS,
-    ).with_io_manager_key(OBJECTS_IO),
-    dg.AssetSpec(
-        EPUB,
-        deps=[BOOK, IMAGES],
-        description="The EPUB 3 e-book: cover, title page, one page per scene with the picture "
-        "(the scene's moment as alt text) and its text, navigation, language and title.",
-        code_version=CODE_VERSIONS["storybook_epub"],
-        **_BOOKS,
-    ).with_io_manager_key(OBJECTS_IO),
-]
 
 
 @dg.multi_asset(
@@ -179,13 +95,24 @@ def story_assets(
         fresh=tag_is_set(context, FRESH_TAG),
         stale_only=tag_is_set(context, STALE_ONLY_TAG),
         overwrite=tag_is_set(context, OVERWRITE_TAG),
+        new_seed=tag_is_set(context, NEW_SEED_TAG),
         review_all=settings.review == "story",
     )
     events: queue.SimpleQueue = queue.SimpleQueue()
     story_engine = StoryEngine(deps, options, _Reporter(events))
 
+    async def one(sid: str) -> Any:
+        try:
+            return await story_engine.run(sid)
+        except Exception as exc:  # this story stops; the others go on
+            # Recorded now, not when the batch ends: `storygen status` and the request
+            # lifecycle see it at once, and a kill later in the batch cannot lose it.
+            status, error = await asyncio.to_thread(_record_failure, engine, options.by, sid, exc)
+            events.put(_Failed(sid, status, error))
+            return exc
+
     async def main() -> list:
-        return await asyncio.gather(*(story_engine.run(sid) for sid in ids), return_exceptions=True)
+        return await asyncio.gather(*(one(sid) for sid in ids), return_exceptions=True)
 
     # The stories run in a worker thread; this generator yields each outcome as it arrives, so
     # the UI shows every story's progress during a long batch and nothing reported is lost
@@ -197,6 +124,8 @@ def story_assets(
         while (outcome := events.get()) is not _DONE:
             if isinstance(outcome, Built):
                 yield materialization(outcome, _input_pointers(context.instance, outcome))
+            elif isinstance(outcome, _Failed):
+                context.log.error(story_failed_message(*outcome))
             else:
                 yield evaluation(outcome)
         outcomes = running.result()
@@ -205,7 +134,7 @@ def story_assets(
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception):
                 raise outcome
-            failed[sid] = _record_failure(engine, options.by, sid, outcome)
+            failed[sid] = _error_text(outcome)
     context.log.info(
         f"{len(ids) - len(failed)} of {len(ids)} stories done"
         + (f"; failed: {', '.join(sorted(failed))}" if failed else "")
@@ -222,6 +151,12 @@ def story_assets(
 
 
 _DONE = object()
+
+
+class _Failed(NamedTuple):
+    story_id: str
+    status: str
+    error: str
 
 
 class _Reporter:
@@ -253,11 +188,13 @@ def _input_pointers(instance: dg.DagsterInstance, outcome: Built) -> dict[str, i
     return pointers
 
 
-def _record_failure(engine, by: str, sid: str, exc: Exception) -> str:
-    error = (
-        str(exc) if isinstance(exc, StageError) else f"story_assets: {type(exc).__name__}: {exc}"
-    )
+def _error_text(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, StageError) else f"story_assets: {type(exc).__name__}: {exc}"
+
+
+def _record_failure(engine, by: str, sid: str, exc: Exception) -> tuple[str, str]:
+    error = _error_text(exc)
     status = "held" if isinstance(exc, StageError) and exc.hold else "failed"
     log.error("story failed", extra={"story_id": sid, "error": error, "status": status})
     repo.mark_failed(engine, sid, error, by, status=status)
-    return error
+    return status, error

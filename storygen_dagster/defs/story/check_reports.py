@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from storygen_dagster.defs.runner import console_config
 from storygen_dagster.defs.story.checks import evaluation
 from storygen_dagster.engine.outcomes import CheckOutcome
-from storygen_dagster.pipeline import console_config
 
 
 @dg.op(

@@ -1,4 +1,4 @@
-"""The eight story asset keys, from the engine's vocabulary."""
+"""The nine story asset keys, from the engine's vocabulary."""
 
 import dagster as dg
 
@@ -8,6 +8,7 @@ STRUCTURED = dg.AssetKey(v.STRUCTURED)
 VISUAL = dg.AssetKey(v.VISUAL)
 STYLE = dg.AssetKey(v.STYLE)
 MOMENTS = dg.AssetKey(v.MOMENTS)
+SHEET = dg.AssetKey(v.SHEET)
 IMAGES = dg.AssetKey(v.IMAGES)
 BOOK = dg.AssetKey(v.BOOK)
 PDF = dg.AssetKey(v.PDF)

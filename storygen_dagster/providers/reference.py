@@ -1,0 +1,67 @@
+"""How a scene's image request carries the character sheet, resolved once per model at start
+from STORYGEN_IMAGE_REFERENCE (auto | none | image_url | reference_images).
+
+Together's image API (docs, 2026-12): FLUX.1 Kontext pro/max/dev take one reference as
+`image_url`; FLUX.2 pro/flex take `image_url` or a `reference_images` list, FLUX.2 dev only
+`reference_images`; FLUX.1-schnell documents no reference input. `auto` picks the model's field
+(`reference_images` where both exist) and falls back to `none` (the locked seed and the
+character card in the prompt) for a model that takes no reference or that this table does not
+know. An explicit mode the model is known not to take, or any mode on the OpenAI images API
+(its generations endpoint takes no image; edits are another endpoint), fails at start."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("storygen.providers")
+
+MODES = ("auto", "none", "image_url", "reference_images")
+# Model-name fragments (lower case) and the reference fields the model takes, first = auto's.
+TOGETHER_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("flux.1-kontext", ("image_url",)),
+    ("flux.2-dev", ("reference_images",)),
+    ("flux.2", ("reference_images", "image_url")),
+    ("flux.1-schnell", ()),
+    ("flux.1-dev", ()),
+    ("flux.1.1-pro", ()),
+    ("flux.1-pro", ()),
+)
+
+
+class ReferenceConfigError(ValueError):
+    """STORYGEN_IMAGE_REFERENCE cannot work with the configured provider and model."""
+
+
+def fields_of(provider: str, model: str) -> tuple[str, ...] | None:
+    """The reference fields a model takes (empty: none), or None when the table does not know
+    the model."""
+    if provider == "openai":
+        return ()
+    name = model.lower()
+    return next((fields for key, fields in TOGETHER_FIELDS if key in name), None)
+
+
+def resolve(provider: str, model: str, mode: str) -> str:
+    """'none', 'image_url' or 'reference_images' for this provider and model (see module doc)."""
+    where = f"STORYGEN_IMAGE_REFERENCE={mode}"
+    if mode not in MODES:
+        raise ReferenceConfigError(f"{where}: use one of {', '.join(MODES)}")
+    if provider == "offline":
+        return "none" if mode == "none" else "sheet"
+    fields = fields_of(provider, model)
+    if mode == "none":
+        return "none"
+    if mode == "auto":
+        return fields[0] if fields else "none"
+    if provider == "openai":
+        raise ReferenceConfigError(
+            f"{where}: the OpenAI images API takes no {mode} (use auto or none)"
+        )
+    if fields is None:
+        # A model the table does not know: the user says it takes the field; let it try.
+        log.warning("%s: model %s is not in the reference table; sending %s", where, model, mode)
+        return mode
+    if mode not in fields:
+        takes = " or ".join(fields) if fields else "no reference image (only seed and prompt)"
+        raise ReferenceConfigError(f"{where}: model {model} takes {takes}; use auto or none")
+    return mode
