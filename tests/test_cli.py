@@ -23,7 +23,8 @@ def _check_books(payload, width=1024, height=768):
         images = [
             book.parent / src for src in [part.split('"')[0] for part in html.split('src="')[1:]]
         ]
-        assert len(images) == story["scenes"] >= 3
+        # The cast page's character sheet, then one picture per scene.
+        assert len(images) == story["scenes"] + 1 and story["scenes"] >= 3
         for image in images:
             inspect_png(image.read_bytes(), width=width, height=height)
 
