@@ -47,9 +47,10 @@ def one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def shown_path(uri: str | None) -> str:
-    """A book's location as a person types it: relative to the working directory when inside."""
-    if not uri:
+def shown_path(uri: str | float | None) -> str:
+    """A book's location as a person types it: relative to the working directory when inside.
+    A missing file is "-" (pandas gives NaN for a column of a frame whose values are all null)."""
+    if not isinstance(uri, str) or not uri:
         return "-"
     try:
         return str(Path(uri).resolve().relative_to(Path.cwd()))

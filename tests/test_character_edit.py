@@ -118,7 +118,9 @@ def test_uploaded_sheet_is_kept_on_rerun_and_the_scenes_are_redrawn_from_it(cli,
     with Image.open(io.BytesIO(sheet)) as img:  # stored as a PNG of the book's size
         assert (img.format, img.size) == ("PNG", (TEST_WIDTH, TEST_HEIGHT))
     stale = json.loads(cli("status", "demo-01", "--json").stdout)["stale"]
-    assert {i["asset"] for i in stale} == {"scene_images", "storybook"}
+    assert {i["asset"] for i in stale} == {
+        *("scene_images", "storybook", "storybook_pdf", "storybook_epub")
+    }
     # A full AI re-run keeps the user's sheet (no new sheet) and redraws every scene from it.
     run = cli("run", "demo-01")
     assert run.exit_code == 0, run.output

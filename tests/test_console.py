@@ -18,7 +18,7 @@ DAGSTER_EVENTS = ("STEP_START", "ASSET_MATERIALIZATION", "RUN_START", "dagster -
 
 def _progress(stderr: str, sid: str) -> list[str]:
     """The assets of the story's progress lines, in the order printed."""
-    return re.findall(rf"^{sid}\s+✓ (\w+)\s+\d/7", stderr, flags=re.MULTILINE)
+    return re.findall(rf"^{sid}\s+✓ (\w+)\s+\d/{len(ASSETS)}", stderr, flags=re.MULTILINE)
 
 
 def _db_lines(text: str) -> list[str]:
@@ -139,3 +139,10 @@ def test_a_story_failure_logged_mid_batch_prints_its_line_once(capsys):
         success=False,
     )
     assert capsys.readouterr().err == ""
+
+
+def test_a_missing_file_shows_as_a_dash():
+    from storygen_dagster.console import shown_path
+
+    # pandas gives NaN for a column whose values are all null (no story has a PDF yet).
+    assert [shown_path(v) for v in (None, "", float("nan"))] == ["-", "-", "-"]

@@ -101,14 +101,24 @@ def story_assets(
     events: queue.SimpleQueue = queue.SimpleQueue()
     story_engine = StoryEngine(deps, options, _Reporter(events))
 
+    recorded: set[str] = set()
+
     async def one(sid: str) -> Any:
         try:
             return await story_engine.run(sid)
         except Exception as exc:  # this story stops; the others go on
             # Recorded now, not when the batch ends: `storygen status` and the request
-            # lifecycle see it at once, and a kill later in the batch cannot lose it.
-            status, error = await asyncio.to_thread(_record_failure, engine, options.by, sid, exc)
-            events.put(_Failed(sid, status, error))
+            # lifecycle see it at once, and a kill later in the batch cannot lose it. With the
+            # database gone for longer than its grace it is recorded at the end instead.
+            try:
+                status, error = await asyncio.to_thread(
+                    _record_failure, engine, options.by, sid, exc
+                )
+            except Exception:
+                log.warning("story failure not recorded yet", extra={"story_id": sid})
+            else:
+                recorded.add(sid)
+                events.put(_Failed(sid, status, error))
             return exc
 
     async def main() -> list:
@@ -134,7 +144,10 @@ def story_assets(
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception):
                 raise outcome
-            failed[sid] = _error_text(outcome)
+            if sid in recorded:
+                failed[sid] = _error_text(outcome)
+            else:
+                failed[sid] = _record_failure(engine, options.by, sid, outcome)[1]
     context.log.info(
         f"{len(ids) - len(failed)} of {len(ids)} stories done"
         + (f"; failed: {', '.join(sorted(failed))}" if failed else "")
