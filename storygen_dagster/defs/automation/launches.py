@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from storygen_dagster.defs.partitions import STORY_PARTITIONS_NAME
+from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.pipeline import RANGE_END, RANGE_START, contiguous_ranges
 from storygen_dagster.recovery import recovery_settings
 from storygen_dagster.storage import requests as queue
 from storygen_dagster.storage.repository import register_request
@@ -37,6 +39,41 @@ def request_run_tags(stories: int = 1) -> dict[str, str]:
         "dagster/max_retries": "0",
         "dagster/max_runtime": str(limits.request_max_runtime_s * math.ceil(max(stories, 1) / 8)),
     }
+
+
+def request_runs(
+    ordered_keys: list[str], accepted: list[tuple[queue.PendingRequest, str]], per_run: int
+) -> tuple[list[dg.RunRequest], list[tuple[int, str, str]]]:
+    """Accepted requests as runs of at most `per_run` adjacent stories, and the (request id,
+    story id, run key) of each launch. A run of one request keeps the key
+    `request-<id>-attempt-<n>`; a chunk's key names its first and last request and a digest
+    of every (request, attempt) in it: a re-evaluated tick asks for the same keys, and
+    Dagster launches a key once. Requests for the same story share its run."""
+    rows_by_story: dict[str, list[queue.PendingRequest]] = {}
+    for row, sid in accepted:
+        rows_by_story.setdefault(sid, []).append(row)
+    run_requests, launches = [], []
+    for group in contiguous_ranges(ordered_keys, list(rows_by_story), per_run):
+        rows = [row for sid in group for row in rows_by_story[sid]]
+        if len(rows) == 1:
+            run_key = f"request-{rows[0].id}-attempt-{rows[0].attempts + 1}"
+        else:
+            digest = content_hash([[r.id, r.attempts + 1] for r in rows])[:10]
+            run_key = f"requests-{rows[0].id}-{rows[-1].id}-{digest}"
+        where = (
+            {"partition_key": group[0]}
+            if len(group) == 1
+            else {"tags": {RANGE_START: group[0], RANGE_END: group[-1]}}
+        )
+        tags = {
+            **where.pop("tags", {}),
+            RUN_KEY_TAG: run_key,
+            REQUEST_TAG: ",".join(str(r.id) for r in rows),
+            **request_run_tags(len(group)),
+        }
+        run_requests.append(dg.RunRequest(run_key=run_key, tags=tags, **where))
+        launches += [(row.id, sid, run_key) for sid in group for row in rows_by_story[sid]]
+    return run_requests, launches
 
 
 def format_errors(exc: ValidationError) -> str:
