@@ -147,6 +147,7 @@ TIERS = ("unit", "integration", "e2e")
 # a module or module::test named here.
 E2E_FIXTURES = {"cli_env", "embedded"}
 E2E = {
+    "test_backfill_chunks",
     "test_bench_smoke",
     "test_celery",
     "test_cli",
