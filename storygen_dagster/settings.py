@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     image_response_format: Literal["b64_json", "url"] = "b64_json"
     llm_rpm: int = Field(60, ge=1, le=100_000, description="LLM requests per minute")
     image_rpm: int = Field(60, ge=1, le=100_000, description="Image requests per minute")
+    limits: Literal["shared", "process"] = Field(
+        "shared", description="shared: RPM across every process (Postgres or Redis); process"
+    )
+    limits_redis_url: str | None = Field(None, description="Shared limits in Redis, not Postgres")
+    rate_window_s: float = Field(60.0, ge=1, le=3600, description="Window of the RPM limits")
     max_cost_per_story_usd: float = Field(1.0, ge=0)
     model_prices: dict[str, ModelPrice] = Field(default_factory=dict, description="JSON")
     http_connect_timeout_s: float = Field(10.0, gt=0)

@@ -155,3 +155,11 @@ story_reviews = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
+
+# A provider that answered 429 with Retry-After: every worker waits until `until` (0014).
+provider_pauses = sa.Table(
+    "provider_pauses",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+)
