@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     limits_redis_url: str | None = Field(None, description="Shared limits in Redis, not Postgres")
     rate_window_s: float = Field(60.0, ge=1, le=3600, description="Window of the RPM limits")
     max_cost_per_story_usd: float = Field(1.0, ge=0)
+    max_cost_per_day_usd: float | None = Field(
+        None, ge=0, description="All workers' spend per UTC day; unset = no daily cap"
+    )
     model_prices: dict[str, ModelPrice] = Field(default_factory=dict, description="JSON")
     http_connect_timeout_s: float = Field(10.0, gt=0)
     llm_read_timeout_s: float = Field(120.0, gt=0)

@@ -153,6 +153,7 @@ E2E = {
     "test_bench_smoke",
     "test_celery",
     "test_cli",
+    "test_daily_budget::test_two_processes_stay_within_the_daily_budget",
     "test_db_outage",
     "test_dev_e2e",
     "test_dev_kill",

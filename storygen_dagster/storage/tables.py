@@ -163,3 +163,12 @@ provider_pauses = sa.Table(
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("until", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The estimate of each paid call in flight under STORYGEN_MAX_COST_PER_DAY_USD (0014).
+budget_holds = sa.Table(
+    "budget_holds",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("usd", sa.Numeric(12, 6), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
