@@ -60,18 +60,16 @@ def request_runs(
         else:
             digest = content_hash([[r.id, r.attempts + 1] for r in rows])[:10]
             run_key = f"requests-{rows[0].id}-{rows[-1].id}-{digest}"
-        where = (
-            {"partition_key": group[0]}
-            if len(group) == 1
-            else {"tags": {RANGE_START: group[0], RANGE_END: group[-1]}}
-        )
         tags = {
-            **where.pop("tags", {}),
             RUN_KEY_TAG: run_key,
             REQUEST_TAG: ",".join(str(r.id) for r in rows),
             **request_run_tags(len(group)),
         }
-        run_requests.append(dg.RunRequest(run_key=run_key, tags=tags, **where))
+        if len(group) == 1:
+            run_requests.append(dg.RunRequest(run_key=run_key, partition_key=group[0], tags=tags))
+        else:
+            tags.update({RANGE_START: group[0], RANGE_END: group[-1]})
+            run_requests.append(dg.RunRequest(run_key=run_key, tags=tags))
         launches += [(row.id, sid, run_key) for sid in group for row in rows_by_story[sid]]
     return run_requests, launches
 
