@@ -123,16 +123,26 @@ def reconcile(
     level, was canceled or vanished — its next attempt within `max_attempts`."""
     fixed = 0
     grace = dt.timedelta(seconds=recovery_settings().launch_grace_s)
+    # One lookup per run key, not per row: a nightly chunk's 25 rows share one key.
+    by_key: dict[str, list[dg.DagsterRun]] = {}
     for request_id, _sid, run_key, updated_at in queue.unresolved_launches(engine):
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+        if run_key not in by_key:
+            by_key[run_key] = list(
+                instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+            )
+        runs = by_key[run_key]
         if runs:
             queue.resolve_launch(engine, request_id, runs[0].run_id)
             fixed += 1
         elif now - updated_at > grace:
             queue.resolve_launch(engine, request_id, None)
             fixed += 1
+    by_id: dict[str, dg.DagsterRun | None] = {}
+    settled: set[str] = set()
     for row in queue.active_launches(engine):
-        run = instance.get_run_by_id(row.run_id)
+        if row.run_id not in by_id:
+            by_id[row.run_id] = instance.get_run_by_id(row.run_id)
+        run = by_id[row.run_id]
         if run is None:
             fixed += queue.finish_from_stories(
                 engine,
@@ -142,7 +152,8 @@ def reconcile(
                 run_level=True,
                 max_attempts=max_attempts,
             )
-        elif run.is_finished:
+        elif run.is_finished and row.run_id not in settled:
+            settled.add(row.run_id)  # settles every request of the run at once
             fixed += settle_run(engine, instance, run, None, max_attempts)
     return fixed
 
