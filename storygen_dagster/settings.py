@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     request_sensor_interval_s: int = Field(15, ge=5, le=3600)
     request_batch_size: int = Field(100, ge=1, le=5000, description="Requests per sensor tick")
     stories_per_run: int = Field(
-        25, ge=1, le=1000, description="Most stories in one run: backfills, nightly, sensor"
+        50, ge=1, le=1000, description="Most stories in one run: backfills, nightly, sensor"
     )
     # Recovery after a hard kill (docs/operations.md): run monitoring and the request reconciler.
     run_monitoring_poll_s: int = Field(30, ge=1, le=3600)

@@ -123,7 +123,7 @@ def reconcile(
     level, was canceled or vanished — its next attempt within `max_attempts`."""
     fixed = 0
     grace = dt.timedelta(seconds=recovery_settings().launch_grace_s)
-    # One lookup per run key, not per row: a nightly chunk's 25 rows share one key.
+    # One lookup per run key, not per row: a nightly chunk's rows share one key.
     by_key: dict[str, list[dg.DagsterRun]] = {}
     for request_id, _sid, run_key, updated_at in queue.unresolved_launches(engine):
         if run_key not in by_key:
