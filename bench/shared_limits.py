@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rpm", type=int, default=120)
     parser.add_argument("--window", type=float, default=20)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per worker")
     parser.add_argument("--redis", default=None, help="shared limits in Redis at this URL")
     args = parser.parse_args(argv)
     server = os.environ.get("STORYGEN_DATABASE_URL")
@@ -209,6 +210,7 @@ def run(args, url: str) -> None:
             args.rpm,
             args.window,
             latency_s=args.latency,
+            concurrency=args.concurrency,
             database_url=url,
             redis_url=args.redis,
         )
