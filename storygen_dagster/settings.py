@@ -68,7 +68,15 @@ class Settings(BaseSettings):
     )
     llm_rpm: int = Field(60, ge=1, le=100_000, description="LLM requests per minute")
     image_rpm: int = Field(60, ge=1, le=100_000, description="Image requests per minute")
+    limits: Literal["shared", "process"] = Field(
+        "shared", description="shared: RPM across every process (Postgres or Redis); process"
+    )
+    limits_redis_url: str | None = Field(None, description="Shared limits in Redis, not Postgres")
+    rate_window_s: float = Field(60.0, ge=1, le=3600, description="Window of the RPM limits")
     max_cost_per_story_usd: float = Field(1.0, ge=0)
+    max_cost_per_day_usd: float | None = Field(
+        None, ge=0, description="All workers' spend per UTC day; unset = no daily cap"
+    )
     model_prices: dict[str, ModelPrice] = Field(default_factory=dict, description="JSON")
     http_connect_timeout_s: float = Field(10.0, gt=0)
     llm_read_timeout_s: float = Field(120.0, gt=0)
@@ -83,6 +91,9 @@ class Settings(BaseSettings):
     request_max_attempts: int = Field(3, ge=1, le=50, description="Launches per request")
     request_sensor_interval_s: int = Field(15, ge=5, le=3600)
     request_batch_size: int = Field(100, ge=1, le=5000, description="Requests per sensor tick")
+    stories_per_run: int = Field(
+        50, ge=1, le=1000, description="Most stories in one run: backfills, nightly, sensor"
+    )
     # Recovery after a hard kill (docs/operations.md): run monitoring and the request reconciler.
     run_monitoring_poll_s: int = Field(30, ge=1, le=3600)
     # In dev the restart sweep ends a dead predecessor's STARTING runs at once; this is for a

@@ -32,6 +32,7 @@ from storygen_dagster.definitions import build_definitions
 from storygen_dagster.defs.io_managers import io_managers
 from storygen_dagster.defs.providers import OfflineLLMResource, OfflinePainterResource, WordListOnly
 from storygen_dagster.defs.resources import ObjectStoreResource, StoryDatabase
+from storygen_dagster.providers.shared_limits import close_shared_limits
 from storygen_dagster.storage import migrate
 from storygen_dagster.storage.db import get_engine, start_embedded_postgres
 
@@ -102,6 +103,7 @@ def database_url(make_database, template_database):
     url = make_database(template=template_database)
     migrate.mark_current(url)  # a copy of the migrated template: no alembic run in process
     yield url
+    close_shared_limits()  # the provider-limit pools and leak threads on this database
     make_database.drop(url)
 
 
@@ -148,15 +150,18 @@ TIERS = ("unit", "integration", "e2e")
 # a module or module::test named here.
 E2E_FIXTURES = {"cli_env", "embedded"}
 E2E = {
+    "test_backfill_chunks",
     "test_bench_smoke",
     "test_celery",
     "test_cli",
+    "test_daily_budget::test_two_processes_stay_within_the_daily_budget",
     "test_db_outage",
     "test_dev_e2e",
     "test_dev_kill",
     "test_providers_cli",
     "test_automation::test_enqueue_cli_inserts_a_pending_row",
     "test_review_dev",
+    "test_shared_limits::test_three_workers_share_120_rpm_with_no_429_and_at_least_90_percent",
     "test_review_page::test_reviewer_approves_rejects_and_edits_in_chromium",  # a browser
     "test_model_replies::test_storygen_demo_makes_six_books_against_a_schema_only_host",
     "test_print_books::test_epub_passes_epubcheck",  # a java process (epubcheck)

@@ -38,7 +38,10 @@ def _tick(instance, resources, cursor=None):
     return story_request_sensor(ctx)
 
 
-def test_sensor_launches_valid_rejects_invalid_and_never_duplicates(engine, instance, resources):
+def test_sensor_launches_valid_rejects_invalid_and_never_duplicates(
+    engine, instance, resources, monkeypatch
+):
+    monkeypatch.setenv("STORYGEN_STORIES_PER_RUN", "1")  # a run per request (chunks: below)
     good = _insert(engine, {"child_name": "Ana", "age": 4}, story_id="ana-1")
     anon = _insert(engine, {"age": 5, "value_to_teach": "kindness"})
     bad = _insert(engine, {"age": 9, "colour": "red"})
@@ -175,6 +178,80 @@ def test_nightly_schedule_batches_pending_and_retryable_requests(engine, instanc
         assert [rows[i]["status"] for i in ids] == ["queued"] * 4 + ["failed"]
         assert rows[ids[3]]["attempts"] == 2 and rows[bad]["status"] == "rejected"
         assert nightly_stories(ctx).skip_message.startswith("no pending")
+
+
+def test_sensor_launches_requests_in_chunks_that_finish_every_request(
+    engine, instance, resources, test_defs, monkeypatch
+):
+    monkeypatch.setenv("STORYGEN_STORIES_PER_RUN", "3")
+    ids = [
+        _insert(engine, {"age": 3 + i % 4, "scene_count": 3}, story_id=f"c-{i}") for i in range(7)
+    ]
+    tick = _tick(instance, resources)
+    ranges = [(r.tags.get(RANGE_START), r.tags.get(RANGE_END)) for r in tick.run_requests]
+    assert ranges == [("c-0", "c-2"), ("c-3", "c-5"), (None, None)]
+    assert tick.run_requests[2].partition_key == "c-6"
+    keys = [r.run_key for r in tick.run_requests]
+    assert keys[0].startswith(f"requests-{ids[0]}-{ids[2]}-")
+    assert keys[2] == f"request-{ids[6]}-attempt-1"
+    rows = _rows(engine)
+    assert [rows[i]["run_id"] for i in ids] == [f"runkey:{k}" for k in keys for _ in range(3)][:7]
+    [add] = tick.dynamic_partitions_requests
+    instance.add_dynamic_partitions("stories", list(add.partition_keys))
+    job = test_defs.resolve_job_def("storybook_job")
+    for req in tick.run_requests:
+        where = {"partition_key": req.partition_key} if req.partition_key else {}
+        result = job.execute_in_process(instance=instance, tags=req.tags, **where)
+        assert result.success
+        done = dg.build_run_status_sensor_context(
+            sensor_name="story_run_succeeded_sensor",
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+            dagster_event=_event(result, "PIPELINE_SUCCESS"),
+            resources={"db": resources["db"]},
+        )
+        story_run_succeeded_sensor(done)
+    rows = _rows(engine)
+    assert [rows[i]["status"] for i in ids] == ["succeeded"] * 7
+    books = instance.get_materialized_partitions(dg.AssetKey("storybook"))
+    assert books == {f"c-{i}" for i in range(7)}
+    assert _tick(instance, resources, cursor=tick.cursor).run_requests == []
+
+
+def test_a_lost_chunk_launch_asks_again_for_the_same_run_keys(
+    engine, instance, resources, monkeypatch
+):
+    monkeypatch.setenv("STORYGEN_STORIES_PER_RUN", "2")
+    for i in range(4):
+        _insert(engine, {"age": 4}, story_id=f"lost-{i}")
+    first = _tick(instance, resources)
+    [add] = first.dynamic_partitions_requests
+    instance.add_dynamic_partitions("stories", list(add.partition_keys))
+    later = dt.datetime.now(dt.UTC) + launches.LAUNCH_GRACE + dt.timedelta(seconds=5)
+    assert launches.reconcile(engine, instance, later) == 4
+    second = _tick(instance, resources, cursor=first.cursor)
+    assert [r.run_key for r in second.run_requests] == [r.run_key for r in first.run_requests]
+    assert [r.tags[RANGE_END] for r in second.run_requests] == ["lost-1", "lost-3"]
+
+
+def test_nightly_schedule_launches_at_most_stories_per_run(
+    engine, instance, resources, monkeypatch
+):
+    monkeypatch.setenv("STORYGEN_STORIES_PER_RUN", "3")
+    for i in range(7):
+        _insert(engine, {"age": 4}, story_id=f"n-{i}")
+    when = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
+    ctx = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when, resources={"db": resources["db"]}
+    )
+    requests = nightly_stories(ctx)
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [
+        ("n-0", "n-2"),
+        ("n-3", "n-5"),
+        ("n-6", "n-6"),
+    ]
+    assert len({r.run_key for r in requests}) == 3
+    assert {r["status"] for r in _rows(engine).values()} == {"queued"}
 
 
 def test_enqueue_cli_inserts_a_pending_row(engine, database_url, tmp_path):

@@ -1,8 +1,10 @@
-"""The Celery executor for real: a dagster-celery worker process on the machine's Redis runs
-every step of a story; the run is orchestrated here against a shared Postgres instance."""
+"""The Celery executor for real: dagster-celery worker processes on the machine's Redis (or
+RabbitMQ) run the steps; runs are orchestrated here against a shared Postgres instance. One
+worker runs a story's step; two workers share a chunked backfill's runs."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import pytest
 import redis
 import yaml
 
+from bench.celery_workers import measure
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.instance import dagster_yaml
 from storygen_dagster.storage import reads
@@ -95,3 +98,33 @@ def test_story_steps_run_on_a_celery_worker(tmp_path, database_url, engine, monk
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
         log.close()
+
+
+def _rabbit_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("broker", "backend"),
+    [
+        pytest.param("redis://127.0.0.1:6379/13", None, id="redis"),
+        pytest.param("amqp://guest:guest@127.0.0.1:5672//", "rpc://", id="rabbitmq"),
+    ],
+)
+@pytest.mark.timeout(420)
+def test_two_celery_workers_share_one_chunked_backfill(broker, backend, database_url):
+    if broker.startswith("redis") and not _redis_up():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    if broker.startswith("amqp") and not _rabbit_up():
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672")
+    # 8 stories in runs of 2: 4 runs of one step each, launched together; two workers
+    # (`dagster-celery worker start`, one step at a time each) take them from the queue.
+    m = measure(2, 8, 2, database_url=database_url, broker=broker, backend=backend)
+    assert m["runs"] == 4 and m["runs_ok"], m
+    assert all(n > 0 for n in m["steps_per_worker"]), m  # both workers took work
+    assert sum(m["steps_per_worker"]) == 4, m  # every step ran once
+    assert m["succeeded"] == 8 and m["books_per_story"] == [1] * 8, m

@@ -127,8 +127,9 @@ def test_orphaned_request_run_goes_to_its_next_attempt_not_a_second_run(
 
 
 def test_reconciler_retries_failed_canceled_and_vanished_runs_within_max_attempts(
-    engine, instance, resources
+    engine, instance, resources, monkeypatch
 ):
+    monkeypatch.setenv("STORYGEN_STORIES_PER_RUN", "1")  # a run key per retried request
     failed_rid, failed_req = _queued_request(engine, instance, resources, "rc-failed")
     canceled_rid, canceled_req = _queued_request(engine, instance, resources, "rc-canceled")
     gone_rid, _ = _queued_request(engine, instance, resources, "rc-gone")

@@ -29,9 +29,12 @@ def ensure_partitions(instance: dg.DagsterInstance, story_ids: list[str]) -> Non
         instance.add_dynamic_partitions(STORY_PARTITIONS_NAME, missing)
 
 
-def contiguous_ranges(ordered_keys: Sequence[str], wanted: list[str]) -> list[list[str]]:
+def contiguous_ranges(
+    ordered_keys: Sequence[str], wanted: list[str], max_size: int | None = None
+) -> list[list[str]]:
     """Group `wanted` into runs of keys adjacent in the partition order, so one run covers
-    each group exactly (a range run takes every key between its start and end)."""
+    each group exactly (a range run takes every key between its start and end); with
+    `max_size`, no group is longer (STORYGEN_STORIES_PER_RUN: runs the queue spreads)."""
     wanted_set = set(wanted)
     groups: list[list[str]] = []
     current: list[str] = []
@@ -43,4 +46,6 @@ def contiguous_ranges(ordered_keys: Sequence[str], wanted: list[str]) -> list[li
             current = []
     if current:
         groups.append(current)
-    return groups
+    if max_size is None:
+        return groups
+    return [g[i : i + max_size] for g in groups for i in range(0, len(g), max_size)]

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from storygen_dagster.providers.base import CallContext, ProviderError
 from storygen_dagster.providers.http import HttpResult, ProviderHttp
 from storygen_dagster.settings import ModelPrice, Settings
-from storygen_dagster.storage import call_cache
+from storygen_dagster.storage import call_cache, daily_budget
 from storygen_dagster.storage.call_cache import CallRecord
 
 log = logging.getLogger("storygen.providers")
@@ -35,6 +35,7 @@ class CallOutcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    hold_id: int | None = None  # its estimate held in the daily budget until recorded
 
 
 def chat_cost(price: ModelPrice | None, prompt_tokens: int, completion_tokens: int) -> float:
@@ -95,12 +96,39 @@ class ProviderCalls:
                     hit.cost_usd,
                 )
         await self._check_budget(ctx, estimate_usd)
+        hold_id = await self._hold_daily(ctx, estimate_usd)
         try:
             result: HttpResult = await self.http.post_json(client, endpoint, wire or body)
         except ProviderError as exc:
-            await self.record_failure(ctx, key, endpoint, body, exc)
+            await self.record_failure(ctx, key, endpoint, body, exc, hold_id=hold_id)
             raise
-        return CallOutcome(key, result.body, False, result.attempts, result.latency_ms)
+        except BaseException:
+            await self._release(hold_id)
+            raise
+        return CallOutcome(
+            key, result.body, False, result.attempts, result.latency_ms, hold_id=hold_id
+        )
+
+    async def _hold_daily(self, ctx: CallContext, estimate_usd: float) -> int | None:
+        """STORYGEN_MAX_COST_PER_DAY_USD, checked atomically across every worker."""
+        limit = self.settings.max_cost_per_day_usd
+        if limit is None:
+            return None
+        hold_id, committed = await asyncio.to_thread(
+            daily_budget.hold, self.engine, limit, estimate_usd
+        )
+        if hold_id is None:
+            raise BudgetExceeded(
+                f"daily budget reached: ${committed:.4f} spent or in flight today (UTC) + this "
+                f"{ctx.asset} call up to ${estimate_usd:.4f} > STORYGEN_MAX_COST_PER_DAY_USD="
+                f"${limit:.4f}; story {ctx.story_id} stops here and resumes tomorrow (nightly "
+                "schedule) or when run again"
+            )
+        return hold_id
+
+    async def _release(self, hold_id: int | None) -> None:
+        if hold_id is not None:
+            await asyncio.to_thread(daily_budget.release, self.engine, hold_id)
 
     async def _check_budget(self, ctx: CallContext, estimate_usd: float) -> None:
         limit = self.settings.max_cost_per_story_usd
@@ -135,9 +163,17 @@ class ProviderCalls:
         rec.completion_tokens = outcome.completion_tokens
         rec.cost_usd = outcome.cost_usd
         await asyncio.to_thread(call_cache.record, self.engine, rec)
+        await self._release(outcome.hold_id)
+        outcome.hold_id = None
 
     async def record_failure(
-        self, ctx: CallContext, key: str, endpoint: str, body: dict, exc: ProviderError
+        self,
+        ctx: CallContext,
+        key: str,
+        endpoint: str,
+        body: dict,
+        exc: ProviderError,
+        hold_id: int | None = None,
     ) -> None:
         rec = self._record(ctx, key, endpoint, body, "failed")
         rec.http_status = exc.status_code
@@ -162,6 +198,7 @@ class ProviderCalls:
             },
         )
         await asyncio.to_thread(call_cache.record, self.engine, rec)
+        await self._release(hold_id)
 
     def _record(
         self, ctx: CallContext, key: str, endpoint: str, body: dict, status: str

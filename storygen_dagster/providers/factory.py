@@ -84,6 +84,7 @@ def build_chat_llm(
         read_timeout_s=settings.llm_read_timeout_s,
         settings=settings,
         limit_name="llm:openai",
+        database_url=libpq_url(engine),
     )
     return OpenAIChatLLM(
         ProviderCalls(http, model, engine, settings),
@@ -116,6 +117,7 @@ def build_image_service(
         read_timeout_s=settings.image_read_timeout_s,
         settings=settings,
         limit_name=f"images:{provider}",
+        database_url=libpq_url(engine),
     )
     return HttpImageService(
         ProviderCalls(http, model, engine, settings),
@@ -125,6 +127,11 @@ def build_image_service(
         response_format=settings.image_response_format,
         reference=mode,
     )
+
+
+def libpq_url(engine: sa.Engine) -> str:
+    """The engine's database as a libpq URL (the shared limits' psycopg pool)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def current_models(settings: Settings) -> dict[str, str]:

@@ -27,6 +27,7 @@ from tenacity import (
 
 from storygen_dagster.providers.base import ProviderError
 from storygen_dagster.providers.limits import global_slots, rate_limiter
+from storygen_dagster.providers.shared_limits import SharedRates, shared_rates
 from storygen_dagster.settings import Settings
 
 log = logging.getLogger("storygen.providers")
@@ -98,6 +99,7 @@ class ProviderHttp:
         read_timeout_s: float,
         settings: Settings,
         limit_name: str | None = None,
+        database_url: str | None = None,
     ):
         self.provider = provider
         # LLM and image calls have separate RPM settings even on the same provider.
@@ -112,6 +114,9 @@ class ProviderHttp:
             write=settings.http_connect_timeout_s,
             pool=None,  # waiting for a slot is bounded by our own limits
         )
+        # With a database and STORYGEN_LIMITS=shared, the RPM limit and 429 pauses are shared
+        # by every process (providers/shared_limits.py); else they are this process's own.
+        self.database_url = database_url if settings.limits == "shared" else None
         self.out_of_credits: str | None = None
         self.waits: list[float] = []  # every backoff sleep of this client (logs and tests)
 
@@ -182,7 +187,10 @@ class ProviderHttp:
     ) -> httpx.Response:
         if self.out_of_credits:
             raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
-        if api:
+        shared = self._shared() if api else None
+        if shared is not None:
+            await shared.acquire()
+        elif api:
             limiter = rate_limiter(self.limit_name, self.rpm, self.settings.max_concurrency)
             await limiter.acquire()
         headers = {"Authorization": f"Bearer {self._api_key}"} if api and self._api_key else {}
@@ -199,9 +207,11 @@ class ProviderHttp:
                 raise ProviderError(f"request not sent ({_describe(exc)})") from exc
         code = response.status_code
         if code == 429 or code >= 500:
-            raise _Retryable(
-                f"HTTP {code}: {_snippet(response)}", code, parse_retry_after(response.headers)
-            )
+            retry_after = parse_retry_after(response.headers)
+            if shared is not None and code == 429 and retry_after:
+                # Every worker waits, not only this call: they share the provider's limit.
+                await shared.pause(min(retry_after, self.settings.retry_after_max_s))
+            raise _Retryable(f"HTTP {code}: {_snippet(response)}", code, retry_after)
         if code == 402:
             self.out_of_credits = self.redact(
                 f"{self.provider}: HTTP 402 Payment Required (out of credits), stopping all "
@@ -211,6 +221,17 @@ class ProviderHttp:
         if code >= 400:
             raise ProviderError(f"HTTP {code}: {_snippet(response)}", status_code=code)
         return response
+
+    def _shared(self) -> SharedRates | None:
+        if self.database_url is None:
+            return None
+        return shared_rates(
+            self.limit_name,
+            self.rpm,
+            self.settings.rate_window_s,
+            database_url=self.database_url,
+            redis_url=self.settings.limits_redis_url,
+        )
 
 
 def _describe(exc: Exception) -> str:

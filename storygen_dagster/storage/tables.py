@@ -161,3 +161,20 @@ story_reviews = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
+
+# A provider that answered 429 with Retry-After: every worker waits until `until` (0014).
+provider_pauses = sa.Table(
+    "provider_pauses",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The estimate of each paid call in flight under STORYGEN_MAX_COST_PER_DAY_USD (0014).
+budget_holds = sa.Table(
+    "budget_holds",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("usd", sa.Numeric(12, 6), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)

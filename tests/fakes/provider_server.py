@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import random
 import re
 import socket
@@ -117,6 +118,12 @@ class FakeProvider:
         # provider's rendering time is modelled by delay_s, not by our CPU).
         self.reuse_images = False
         self._painted: dict[tuple[int, int], bytes] = {}
+        # Like a provider account's limit: at most rate_limit[0] requests of a kind (chat,
+        # images, moderations) in any rate_limit[1] seconds; above it a 429 with Retry-After
+        # (seconds, rounded up, and OpenAI's retry-after-ms) until the oldest leaves the window.
+        self.rate_limit: tuple[int, float] | None = None
+        self.admitted: dict[str, deque[float]] = {}
+        self.rejected = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -144,6 +151,23 @@ class FakeProvider:
 
     def count(self, kind: str | None = None) -> int:
         return sum(1 for s in self.seen if kind is None or s.kind == kind)
+
+    def _over_limit(self, kind: str, now: float) -> dict | None:
+        """A 429 fault if this request is over the rate limit, else None (it is counted)."""
+        if self.rate_limit is None or kind == "files":
+            return None
+        limit, window = self.rate_limit
+        times = self.admitted.setdefault(kind, deque())
+        while times and times[0] <= now - window:
+            times.popleft()
+        if len(times) < limit:
+            times.append(now)
+            return None
+        self.rejected += 1
+        wait = times[0] + window - now
+        headers = {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000))}
+        body = {"error": {"message": f"rate limit: {limit} per {window:g} s", "type": "rate"}}
+        return {"status": 429, "headers": headers, "body": body}
 
     def times(self, kind: str) -> list[float]:
         return [s.at for s in self.seen if s.kind == kind]
@@ -283,8 +307,10 @@ class FakeProvider:
                 body = json.loads(raw) if raw else None
                 auth = self.headers.get("Authorization")
                 with fake.lock:
-                    fake.seen.append(Seen(kind, path, time.monotonic(), body, auth))
+                    now = time.monotonic()
+                    fake.seen.append(Seen(kind, path, now, body, auth))
                     fault = fake.script[kind].popleft() if fake.script[kind] else {}
+                    fault = fake._over_limit(kind, now) or fault
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
@@ -344,12 +370,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--reuse-images", action="store_true", help="paint once per size, serve it for every prompt"
     )
+    parser.add_argument("--rpm", type=int, default=0, help="429 above this many per minute")
+    parser.add_argument("--window", type=float, default=60.0, help="seconds the --rpm counts over")
     args = parser.parse_args(argv)
     fake = FakeProvider(api_key=args.key, port=args.port)
     fake.delay_s = args.delay
     fake.reuse_images = args.reuse_images
     fake.schema_only = args.schema_only
     fake.quirks = frozenset(q for q in args.quirks.split(",") if q)
+    if args.rpm:
+        fake.rate_limit = (max(1, round(args.rpm * args.window / 60)), args.window)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
@@ -363,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
         "images": fake.count("images"),
         "files": fake.count("files"),
         "max_in_flight": fake.max_in_flight,
+        "rejected_429": fake.rejected,
     }
     print(json.dumps(stats), flush=True)
 

@@ -10,7 +10,13 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from storygen_dagster.defs.partitions import STORY_PARTITIONS_NAME
+from storygen_dagster.defs.partitions import (
+    RANGE_END,
+    RANGE_START,
+    STORY_PARTITIONS_NAME,
+    contiguous_ranges,
+)
+from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.recovery import recovery_settings
 from storygen_dagster.storage import requests as queue
@@ -37,6 +43,39 @@ def request_run_tags(stories: int = 1) -> dict[str, str]:
         "dagster/max_retries": "0",
         "dagster/max_runtime": str(limits.request_max_runtime_s * math.ceil(max(stories, 1) / 8)),
     }
+
+
+def request_runs(
+    ordered_keys: list[str], accepted: list[tuple[queue.PendingRequest, str]], per_run: int
+) -> tuple[list[dg.RunRequest], list[tuple[int, str, str]]]:
+    """Accepted requests as runs of at most `per_run` adjacent stories, and the (request id,
+    story id, run key) of each launch. A run of one request keeps the key
+    `request-<id>-attempt-<n>`; a chunk's key names its first and last request and a digest
+    of every (request, attempt) in it: a re-evaluated tick asks for the same keys, and
+    Dagster launches a key once. Requests for the same story share its run."""
+    rows_by_story: dict[str, list[queue.PendingRequest]] = {}
+    for row, sid in accepted:
+        rows_by_story.setdefault(sid, []).append(row)
+    run_requests, launches = [], []
+    for group in contiguous_ranges(ordered_keys, list(rows_by_story), per_run):
+        rows = [row for sid in group for row in rows_by_story[sid]]
+        if len(rows) == 1:
+            run_key = f"request-{rows[0].id}-attempt-{rows[0].attempts + 1}"
+        else:
+            digest = content_hash([[r.id, r.attempts + 1] for r in rows])[:10]
+            run_key = f"requests-{rows[0].id}-{rows[-1].id}-{digest}"
+        tags = {
+            RUN_KEY_TAG: run_key,
+            REQUEST_TAG: ",".join(str(r.id) for r in rows),
+            **request_run_tags(len(group)),
+        }
+        if len(group) == 1:
+            run_requests.append(dg.RunRequest(run_key=run_key, partition_key=group[0], tags=tags))
+        else:
+            tags.update({RANGE_START: group[0], RANGE_END: group[-1]})
+            run_requests.append(dg.RunRequest(run_key=run_key, tags=tags))
+        launches += [(row.id, sid, run_key) for sid in group for row in rows_by_story[sid]]
+    return run_requests, launches
 
 
 def format_errors(exc: ValidationError) -> str:
@@ -88,16 +127,26 @@ def reconcile(
     level, was canceled or vanished — its next attempt within `max_attempts`."""
     fixed = 0
     grace = dt.timedelta(seconds=recovery_settings().launch_grace_s)
+    # One lookup per run key, not per row: a nightly chunk's rows share one key.
+    by_key: dict[str, list[dg.DagsterRun]] = {}
     for request_id, _sid, run_key, updated_at in queue.unresolved_launches(engine):
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+        if run_key not in by_key:
+            by_key[run_key] = list(
+                instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+            )
+        runs = by_key[run_key]
         if runs:
             queue.resolve_launch(engine, request_id, runs[0].run_id)
             fixed += 1
         elif now - updated_at > grace:
             queue.resolve_launch(engine, request_id, None)
             fixed += 1
+    by_id: dict[str, dg.DagsterRun | None] = {}
+    settled: set[str] = set()
     for row in queue.active_launches(engine):
-        run = instance.get_run_by_id(row.run_id)
+        if row.run_id not in by_id:
+            by_id[row.run_id] = instance.get_run_by_id(row.run_id)
+        run = by_id[row.run_id]
         if run is None:
             fixed += queue.finish_from_stories(
                 engine,
@@ -107,7 +156,8 @@ def reconcile(
                 run_level=True,
                 max_attempts=max_attempts,
             )
-        elif run.is_finished:
+        elif run.is_finished and row.run_id not in settled:
+            settled.add(row.run_id)  # settles every request of the run at once
             fixed += settle_run(engine, instance, run, None, max_attempts)
     return fixed
 

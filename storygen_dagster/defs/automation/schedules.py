@@ -1,5 +1,6 @@
-"""nightly_stories: every pending or failed-but-retryable request, launched as a batch (one
-run per contiguous range of their partitions), so nothing waits more than a day."""
+"""nightly_stories: every pending or failed-but-retryable request, launched as a batch (runs of
+at most STORYGEN_STORIES_PER_RUN adjacent partitions, which the run queue and workers take in
+parallel), so nothing waits more than a day."""
 
 import dagster as dg
 
@@ -24,7 +25,8 @@ _settings = get_settings()
     cron_schedule=_settings.nightly_cron,
     execution_timezone=_settings.nightly_timezone,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Pending and retryable failed requests, as a batch of range runs.",
+    description="Pending and retryable failed requests, as range runs of at most "
+    "STORYGEN_STORIES_PER_RUN stories.",
 )
 def nightly_stories(context: dg.ScheduleEvaluationContext, db: StoryDatabase):
     engine = db.engine()
@@ -47,7 +49,7 @@ def nightly_stories(context: dg.ScheduleEvaluationContext, db: StoryDatabase):
     ordered = instance.get_dynamic_partitions(STORY_PARTITIONS_NAME)
     tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
     run_requests, launches = [], []
-    for group in contiguous_ranges(ordered, list(accepted)):
+    for group in contiguous_ranges(ordered, list(accepted), settings.stories_per_run):
         run_key = f"nightly-{tick}-{group[0]}-{group[-1]}"
         launches += [(accepted[sid].id, sid, run_key) for sid in group]
         run_requests.append(

@@ -1,23 +1,27 @@
-"""story_request_sensor turns pending story_requests rows into partitions and runs; the run
-status sensors carry each run's outcome back to the rows."""
+"""story_request_sensor turns pending story_requests rows into partitions and runs (at most
+STORYGEN_STORIES_PER_RUN stories each); the run status sensors carry each run's outcome back
+to the rows."""
 
 import datetime as dt
 
 import dagster as dg
 
 from storygen_dagster.defs.automation.launches import (
-    REQUEST_TAG,
     RUN_KEY_TAG,
     accept,
     cursor_json,
     read_cursor,
     reconcile,
-    request_run_tags,
+    request_runs,
     run_story_ids,
     settle_run,
 )
 from storygen_dagster.defs.jobs import storybook_job
-from storygen_dagster.defs.partitions import missing_partitions, story_partitions
+from storygen_dagster.defs.partitions import (
+    STORY_PARTITIONS_NAME,
+    missing_partitions,
+    story_partitions,
+)
 from storygen_dagster.defs.resources import StoryDatabase
 from storygen_dagster.settings import get_settings
 from storygen_dagster.storage import requests as queue
@@ -39,26 +43,18 @@ def story_request_sensor(context: dg.SensorEvaluationContext, db: StoryDatabase)
     # Status is the queue, not the cursor alone: a failed request set back to pending (an
     # older id) must be picked up again. The cursor records progress for the UI.
     rows = queue.read_requests(engine, statuses=("pending",), limit=settings.request_batch_size)
-    launches, run_requests, new_ids = [], [], []
+    accepted = []
     for row in rows:
         story_id = accept(engine, row, by="sensor:story_request_sensor")
-        if story_id is None:
-            continue
-        # Deterministic per request and attempt: a re-evaluated tick (restart, crash before
-        # the rows were marked) asks for the same key, and Dagster launches it once.
-        run_key = f"request-{row.id}-attempt-{row.attempts + 1}"
-        new_ids.append(story_id)
-        launches.append((row.id, story_id, run_key))
-        run_requests.append(
-            dg.RunRequest(
-                run_key=run_key,
-                partition_key=story_id,
-                tags={RUN_KEY_TAG: run_key, REQUEST_TAG: str(row.id), **request_run_tags()},
-            )
-        )
+        if story_id is not None:
+            accepted.append((row, story_id))
+    to_add = missing_partitions(context.instance, [sid for _, sid in accepted])
+    # New partitions are added after the existing ones, in this order: the ranges of the
+    # chunked runs are computed on the order the instance will have.
+    ordered = [*context.instance.get_dynamic_partitions(STORY_PARTITIONS_NAME), *to_add]
+    run_requests, launches = request_runs(ordered, accepted, settings.stories_per_run)
     queue.mark_queued(engine, launches)
     max_id = max([cursor["max_request_id"], *(r.id for r in rows)])
-    to_add = missing_partitions(context.instance, new_ids)
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[story_partitions.build_add_request(to_add)] if to_add else [],

@@ -57,7 +57,9 @@ log = logging.getLogger("storygen.pipeline")
     specs=SPECS,
     check_specs=CHECK_SPECS,
     partitions_def=story_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    # A backfill of any size becomes runs of at most STORYGEN_STORIES_PER_RUN stories, each one
+    # step with its stories in flight together: the run queue and workers take them in parallel.
+    backfill_policy=dg.BackfillPolicy.multi_run(get_settings().stories_per_run),
     can_subset=True,
     # One pool for every provider-calling step, so dagster.yaml can cap them together.
     pool="providers",

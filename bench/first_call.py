@@ -1,0 +1,95 @@
+"""The fixed cost of a run: `storygen demo --stories N` as a user starts it (its own process),
+against the loopback fake provider with latency L (default 0.5 s): seconds from the process
+start to the fake's first request, the whole run, and the run's wall against the ideal
+(calls x L / concurrency, at least 4 L for the chain of one story).
+
+    STORYGEN_DATABASE_URL=postgresql://... python -m bench.first_call --stories 1,20,40
+
+Each N gets a database of its own (no call cache hit)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(stories: int, latency: float, database_url: str, concurrency: int = 16) -> dict:
+    from bench.fake_server import CHAT_MODEL, IMAGE_MODEL, KEY, PRICES
+    from tests.fakes.provider_server import FakeProvider
+
+    with FakeProvider(api_key=KEY) as fake:
+        fake.delay_s, fake.reuse_images = latency, True
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
+        env.update(
+            STORYGEN_DATABASE_URL=database_url,
+            STORYGEN_HOME=tempfile.mkdtemp(prefix="storygen-first-"),
+            STORYGEN_LLM_PROVIDER="openai",
+            STORYGEN_LLM_BASE_URL=fake.url,
+            STORYGEN_LLM_API_KEY=KEY,
+            STORYGEN_LLM_MODEL=CHAT_MODEL,
+            STORYGEN_IMAGE_PROVIDER="together",
+            STORYGEN_IMAGE_BASE_URL=fake.url,
+            STORYGEN_IMAGE_API_KEY=KEY,
+            STORYGEN_IMAGE_MODEL=IMAGE_MODEL,
+            STORYGEN_LLM_RPM="100000",
+            STORYGEN_IMAGE_RPM="100000",
+            STORYGEN_MAX_CONCURRENCY=str(concurrency),
+            STORYGEN_MODEL_PRICES=json.dumps(PRICES),
+        )
+        started = time.monotonic()  # CLOCK_MONOTONIC: the fake's clock too (same host)
+        done = subprocess.run(
+            [sys.executable, "-m", "storygen_dagster.cli", "demo", "--stories", str(stories)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        wall = time.monotonic() - started
+        times = sorted(s.at for s in fake.seen if s.kind in ("chat", "images"))
+    if done.returncode != 0 or not times:
+        raise RuntimeError(f"demo failed ({done.returncode}): {done.stderr[-2000:]}")
+    calls = len(times)
+    first, last = times[0] - started, times[-1] - started
+    calls_span = last - first + latency
+    ideal = max(4 * latency, calls * latency / concurrency)
+    return {
+        "stories": stories,
+        "calls": calls,
+        "first_call_s": round(first, 2),
+        "wall_s": round(wall, 2),
+        "calls_span_s": round(calls_span, 2),
+        "ideal_s": round(ideal, 2),
+        "calls_vs_ideal": round(calls_span / ideal, 2),
+        "wall_vs_ideal": round(wall / ideal, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.first_call")
+    parser.add_argument("--stories", default="1,20,40")
+    parser.add_argument("--latency", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    server = os.environ.get("STORYGEN_DATABASE_URL")
+    if not server:
+        parser.error("set STORYGEN_DATABASE_URL (a server: the bench makes its own databases)")
+    from bench.shared_limits import scratch_database
+
+    for n in (int(s) for s in args.stories.split(",")):
+        with scratch_database(server) as url:
+            row = measure(n, args.latency, url)
+        sys.stdout.write(json.dumps({"figure": "first_call", **row}) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
