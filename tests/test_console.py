@@ -36,22 +36,28 @@ def test_default_output_is_progress_and_summary_and_verbose_adds_the_details(cli
         assert re.search(r"\$\d+\.\d{4}\s+\S+/books/" + sid + r"/[0-9a-f]{64}\.html$", book_line)
         row = rf"^{sid}\s+succeeded\s+\d\s+\$\d+\.\d{{4}}\s+\S+\.html$"
         assert re.search(row, out.stdout, re.M), out.stdout
-    assert out.stdout.splitlines()[0].split() == ["story", "status", "scenes", "cost", "book"]
+    assert out.stdout.splitlines()[0].split() == ["story", "status", "scenes", "cost", "books"]
     assert re.search(r"^2 books made, 0 failed, [\d.]+ s, cost \$0\.0000", out.stdout, re.M)
     assert _db_lines(both) == []
     assert not [event for event in DAGSTER_EVENTS if event in both]
     # Pipes, not a terminal: plain lines, no colour or cursor control.
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", both)
-    assert len(both.splitlines()) <= 2 * 7 + 2 + 4  # stages, header, summary
+    # "Generating", the stages, a print_preflight warning per story, the table's header and
+    # three files per story, the totals and the hint.
+    assert len(both.splitlines()) <= 1 + 2 * len(ASSETS) + 2 + 1 + 2 * 3 + 2
 
     verbose = storygen(["-v", "demo", "--stories", "2"], cli_env, tmp_path)
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     db = _db_lines(verbose.stderr)
     assert any("db load_requests story_id=demo-01" in line for line in db)
     assert "STEP_START" in verbose.stderr and "ASSET_MATERIALIZATION" in verbose.stderr
-    # Each DB line once: a line Dagster's console echoes inside the step is not repeated.
+    # Each DB line once: a line Dagster's console echoes inside the step is not repeated (an
+    # echo doubles every line of the step). Two real reads of the same row can take the same
+    # milliseconds, so a few identical lines are allowed.
     ops = [re.search(r"db \S+ story_id=\S+ scene_id=\S+ rows=\d+ ms=[\d.]+", ln) for ln in db]
-    assert all(ops) and len({m.group(0) for m in ops}) == len(ops)
+    assert all(ops)
+    repeated = len(ops) - len({m.group(0) for m in ops})
+    assert repeated <= len(ops) // 20, (repeated, len(ops))
     assert sorted(_progress(verbose.stderr, "demo-02")) == sorted(ASSETS)
     assert "2 books made, 0 failed" in verbose.stdout
 
@@ -78,7 +84,8 @@ def test_a_held_story_prints_one_error_line_and_the_command_fails(cli_env, tmp_p
     assert as_json.returncode == 1
     payload = json.loads(as_json.stdout)
     assert set(payload) == {"stories", "database_url", "runs"}
-    assert [set(s) for s in payload["stories"]] == [{"story_id", "title", "scenes", "book"}] * 2
+    keys = {"story_id", "title", "scenes", "book", "pdf", "epub"}
+    assert [set(s) for s in payload["stories"]] == [keys] * 2
     assert len([ln for ln in as_json.stderr.splitlines() if ln.startswith("demo-02  ✗")]) == 1
 
 
