@@ -63,12 +63,12 @@ def measure(url: str, requests: int, sensor_pending: int) -> dict:
 
     _enqueue_bulk(engine, requests, "night")
     when = dt.datetime(2026, 12, 3, 2, 0, tzinfo=dt.UTC)
-    ctx = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=when, resources={"db": db}
-    )
-    started = time.perf_counter()
-    runs = nightly_stories(ctx)
-    out["schedule_tick_s"] = round(time.perf_counter() - started, 2)
+    ) as ctx:
+        started = time.perf_counter()
+        runs = nightly_stories(ctx)
+        out["schedule_tick_s"] = round(time.perf_counter() - started, 2)
     out["runs"] = len(runs)
 
     _enqueue_bulk(engine, sensor_pending, "sens")

@@ -241,10 +241,10 @@ def test_nightly_schedule_launches_at_most_stories_per_run(
     for i in range(7):
         _insert(engine, {"age": 4}, story_id=f"n-{i}")
     when = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
-    ctx = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=when, resources={"db": resources["db"]}
-    )
-    requests = nightly_stories(ctx)
+    ) as ctx:
+        requests = nightly_stories(ctx)
     assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [
         ("n-0", "n-2"),
         ("n-3", "n-5"),
