@@ -59,6 +59,7 @@ def probe(engine: sa.Engine, instance: dg.DagsterInstance, db_url: str, tag: str
     from storygen_dagster.defs.automation.sensors import story_request_sensor
     from storygen_dagster.defs.partitions import story_partitions
     from storygen_dagster.defs.resources import StoryDatabase
+    from storygen_dagster.settings import get_settings
 
     for i in range(pending):
         queue.enqueue(
@@ -99,7 +100,8 @@ def probe(engine: sa.Engine, instance: dg.DagsterInstance, db_url: str, tag: str
         "materialized": len(materialized),
         "stories": len(cli.output.splitlines()) - 1,  # status prints a header + one per story
         "ok": cli.exit_code == 0
-        and len(result.run_requests) == pending
+        # The pending requests are adjacent partitions: runs of at most STORYGEN_STORIES_PER_RUN.
+        and len(result.run_requests) == -(-pending // get_settings().stories_per_run)
         and len(health or {}) == len(keys),
     }
 

@@ -12,7 +12,8 @@ import dagster as dg
 import pytest
 
 from storygen_dagster.defs.partitions import RANGE_END, RANGE_START
-from storygen_dagster.defs.story.keys import BOOK, IMAGES, MOMENTS, STRUCTURED, STYLE, VISUAL
+from storygen_dagster.defs.story.keys import BOOK
+from storygen_dagster.defs.story.specs import SPECS
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.storage import repository as repo
 from tests.dev_process import free_port, start_dev, stop, wait_http
@@ -58,7 +59,7 @@ def test_a_ui_backfill_of_7_stories_becomes_3_one_step_runs(tmp_path, database_u
         wait_http(f"http://127.0.0.1:{port}/server_info", proc, timeout=180)
         instance = dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster"))
         instance.add_dynamic_partitions("stories", ids)
-        assets = [STRUCTURED, VISUAL, STYLE, MOMENTS, IMAGES, BOOK]
+        assets = [spec.key for spec in SPECS]  # every story asset, as the UI's "all" selects
         params = {
             "partitionNames": ids,
             "assetSelection": [{"path": list(a.path)} for a in assets],

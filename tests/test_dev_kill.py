@@ -37,6 +37,9 @@ def dev_env(database_url: str, home: Path, fake_url: str) -> dict[str, str]:
         STORYGEN_DATABASE_URL=database_url,
         STORYGEN_HOME=str(home),
         STORYGEN_REQUEST_SENSOR_INTERVAL_S="5",
+        # One run per request: the assertions below follow each story's runs (chunked runs are
+        # tests/test_backfill_chunks.py's and test_automation's).
+        STORYGEN_STORIES_PER_RUN="1",
         # A launch lost between the sensor's evaluation and the daemon's reservation is
         # retried (same run key) after this instead of 5 minutes.
         STORYGEN_REQUEST_LAUNCH_GRACE_S="30",
