@@ -208,26 +208,42 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("daemons"))
 
 
+def _defs_state_storage():
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    return DefsStateStorage.get()
+
+
+def _left_behind(where: str) -> None:
+    pytest.fail(
+        f"{where} left an entered DagsterInstance behind (Dagster's current defs-state storage "
+        "changed): use `with` for instances and build_*_context(...)",
+        pytrace=False,
+    )
+
+
 @pytest.fixture(autouse=True)
 def _no_dagster_context_left_behind(request):
     """A test leaves Dagster's current defs-state storage as it found it. An instance entered
-    and never exited (e.g. a `build_schedule_context` without `with`, whose `.instance` opens
-    one) stays there after the test; once it is collected, any later Definitions load in the
-    process fails with "Attempted to resolve undefined DagsterInstance weakref"."""
-    from dagster._core.storage.defs_state.base import DefsStateStorage
-
-    before = DefsStateStorage.get()
+    and never exited stays there after the test; and one entered inside another's `with` and
+    exited only when collected (e.g. the instance a `build_schedule_context(...)` not used
+    with `with` opens from the ref) then restores the other, disposed one. Either way a later
+    Definitions load in the process fails with "Attempted to resolve undefined DagsterInstance
+    weakref". The second kind shows only after a garbage collection, which costs ~0.5 s here:
+    `_no_dagster_context_left_behind_in_module` collects once per module."""
+    before = _defs_state_storage()
     yield
-    # Objects of this test that hold an entered instance (a context never closed) exit it when
-    # collected, and then restore the value it replaced: collect them now, inside this test.
+    if _defs_state_storage() is not before:
+        _left_behind(request.node.nodeid)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_dagster_context_left_behind_in_module(request):
+    before = _defs_state_storage()
+    yield
     gc.collect()
-    after = DefsStateStorage.get()
-    if after is not before:
-        pytest.fail(
-            f"{request.node.nodeid} left an entered DagsterInstance behind (Dagster's current "
-            "defs-state storage changed): use `with` for instances and build_*_context(...)",
-            pytrace=False,
-        )
+    if _defs_state_storage() is not before:
+        _left_behind(f"a test of {request.module.__name__}")
 
 
 class _NotAUnitTest(Exception):
