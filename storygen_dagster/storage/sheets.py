@@ -14,16 +14,14 @@ from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import Provenance
 from storygen_dagster.storage.audit import changed_fields, record_changes
 from storygen_dagster.storage.dblog import db_op
+from storygen_dagster.storage.story_rows import save_generated_column
 from storygen_dagster.storage.tables import audit_log, stories
 from storygen_dagster.storage.writes import (
     NOW,
     StoryNotFound,
-    fingerprint_entry,
     jsonb_patch,
-    log_kept,
     prov_patch,
     run_id_of,
-    user_owned,
 )
 
 ASSET = "character_sheet"
@@ -113,42 +111,18 @@ def save_sheet(
 ) -> bool:
     """The AI's sheet; a user's sheet is kept unless overwrite_user_edits (provenance and the
     fingerprint still record this generation). True when the sheet was written."""
-    with db_op("save_character_sheet", story_id=story_id) as op, engine.begin() as conn:
-        before = conn.execute(
-            sa.select(stories.c[FIELD], stories.c.field_sources)
-            .where(stories.c.story_id == story_id)
-            .with_for_update()
-        ).one_or_none()
-        if before is None:
-            raise StoryNotFound(f"story_id {story_id!r} has no row")
-        kept = user_owned(before.field_sources, [FIELD], overwrite_user_edits)
-        values: dict = {
-            "provenance": prov_patch(stories.c.provenance, ASSET, prov),
-            "input_fingerprints": jsonb_patch(
-                stories.c.input_fingerprints, fingerprint_entry(ASSET, prov.input_fingerprint)
-            ),
-            "updated_at": NOW,
-            "updated_by": by,
-        }
-        if not kept:
-            values[FIELD] = uri
-            values["field_sources"] = jsonb_patch(stories.c.field_sources, {FIELD: "ai"})
-        op.rows = conn.execute(
-            stories.update().where(stories.c.story_id == story_id).values(values)
-        ).rowcount
-        if not kept:
-            record_changes(
-                conn,
-                story_id=story_id,
-                asset=ASSET,
-                old={FIELD: before[0]},
-                new={FIELD: uri},
-                source="ai",
-                updated_by=by,
-                run_id=run_id_of(by),
-            )
-    log_kept(story_id, ASSET, kept)
-    return not kept
+    return save_generated_column(
+        engine,
+        story_id,
+        asset=ASSET,
+        column=FIELD,
+        value=uri,
+        prov=prov,
+        by=by,
+        source="ai",
+        overwrite_user_edits=overwrite_user_edits,
+        operation="save_character_sheet",
+    )
 
 
 def set_user_sheet(engine: sa.Engine, story_id: str, uri: str, by: str) -> list[dict]:

@@ -51,27 +51,57 @@ def save_story_field(
     overwrite_user_edits (provenance and fingerprint still record this generation)."""
     if field not in ("visual_profile", "base_style"):
         raise ValueError(f"not a story-level generated field: {field}")
-    with db_op(f"save_{field}", story_id=story_id) as op, engine.begin() as conn:
+    save_generated_column(
+        engine,
+        story_id,
+        asset=field,
+        column=field,
+        value=dict(value),
+        prov=prov,
+        by=by,
+        source=prov.source,
+        overwrite_user_edits=overwrite_user_edits,
+    )
+
+
+def save_generated_column(
+    engine: sa.Engine,
+    story_id: str,
+    *,
+    asset: str,
+    column: str,
+    value: Any,
+    prov: Provenance,
+    by: str,
+    source: str,
+    overwrite_user_edits: bool = False,
+    operation: str | None = None,
+) -> bool:
+    """One generated story-level value (`column` of `stories`, built by `asset`): provenance
+    and input fingerprint always record this generation; the value itself, its owner and its
+    audit row only when the user does not own the column (or overwrite_user_edits). True when
+    the value was written."""
+    with db_op(operation or f"save_{column}", story_id=story_id) as op, engine.begin() as conn:
         # Read the old value in the same transaction so the audit row matches the change.
         before = conn.execute(
-            sa.select(stories.c[field], stories.c.field_sources)
+            sa.select(stories.c[column], stories.c.field_sources)
             .where(stories.c.story_id == story_id)
             .with_for_update()
         ).one_or_none()
         if before is None:
             raise StoryNotFound(f"story_id {story_id!r} has no row")
-        kept = user_owned(before.field_sources, [field], overwrite_user_edits)
+        kept = user_owned(before.field_sources, [column], overwrite_user_edits)
         values: dict[str, Any] = {
-            "provenance": prov_patch(stories.c.provenance, field, prov),
+            "provenance": prov_patch(stories.c.provenance, asset, prov),
             "input_fingerprints": jsonb_patch(
-                stories.c.input_fingerprints, fingerprint_entry(field, prov.input_fingerprint)
+                stories.c.input_fingerprints, fingerprint_entry(asset, prov.input_fingerprint)
             ),
             "updated_at": NOW,
             "updated_by": by,
         }
         if not kept:
-            values[field] = dict(value)
-            values["field_sources"] = jsonb_patch(stories.c.field_sources, {field: "ai"})
+            values[column] = value
+            values["field_sources"] = jsonb_patch(stories.c.field_sources, {column: "ai"})
         op.rows = conn.execute(
             stories.update().where(stories.c.story_id == story_id).values(values)
         ).rowcount
@@ -79,14 +109,15 @@ def save_story_field(
             record_changes(
                 conn,
                 story_id=story_id,
-                asset=field,
-                old={field: before[0]},
-                new={field: dict(value)},
-                source=prov.source,
+                asset=asset,
+                old={column: before[0]},
+                new={column: value},
+                source=source,
                 updated_by=by,
                 run_id=run_id_of(by),
             )
-    log_kept(story_id, field, kept)
+    log_kept(story_id, asset, kept)
+    return not kept
 
 
 def set_book(
