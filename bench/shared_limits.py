@@ -46,6 +46,7 @@ async def _send(seconds: float, concurrency: int, url: str) -> dict:
         limit_name="bench:limits",
         database_url=libpq_url(engine),
     )
+    stamps = _record_stamps(settings, engine)
     end = time.monotonic() + seconds
     done: list[float] = []
     retried = 0
@@ -59,7 +60,38 @@ async def _send(seconds: float, concurrency: int, url: str) -> dict:
                 retried += result.attempts - 1
 
     await asyncio.gather(*(loop() for _ in range(concurrency)))
-    return {"ok": len(done), "retried": retried, "first": min(done), "last": max(done)}
+    return {
+        "ok": len(done),
+        "retried": retried,
+        "first": min(done),
+        "last": max(done),
+        "stamps": stamps,
+    }
+
+
+def _record_stamps(settings, engine) -> list[float]:
+    """The time (epoch s) each token this process takes is recorded at, as the bucket stores it."""
+    from storygen_dagster.providers.factory import libpq_url
+    from storygen_dagster.providers.shared_limits import shared_rates
+
+    limit = shared_rates(
+        "bench:limits",
+        settings.llm_rpm,
+        settings.rate_window_s,
+        database_url=libpq_url(engine),
+        redis_url=settings.limits_redis_url,
+    )
+    bucket = limit.limiter.bucket_factory.get_buckets()[0]
+    put, stamps = bucket.put, []
+
+    def recording_put(item):
+        admitted = put(item)
+        if admitted:
+            stamps.append(item.timestamp / 1000)
+        return admitted
+
+    bucket.put = recording_put  # type: ignore[method-assign]  # instrumented for the figure
+    return stamps
 
 
 def worker_main(argv: list[str]) -> None:
@@ -110,6 +142,7 @@ def measure(
         rejected = fake.rejected
     per_worker = [json.loads(o.strip().splitlines()[-1]) for o in outs if o.strip()]
     admitted = len(times) - rejected
+    stamps = sorted(t for w in per_worker for t in w["stamps"])
     # Warmed up: from the first request on; the rate is measured over whole windows the
     # fake saw (requests admitted / span), against the limit per second.
     span = times[-1] - times[0] if len(times) > 1 else 0.0
@@ -125,7 +158,23 @@ def measure(
         "achieved_rpm": round(60 * (admitted - 1) / span, 1) if span else 0.0,
         "share_of_limit": round((admitted - 1) / span / limit_per_s, 3) if span else 0.0,
         "exit_codes": codes,
+        # Tokens taken but not sent (replaced as stale: STALE_S in providers/shared_limits.py)
+        "tokens_replaced": len(stamps) - len(times),
+        # The k-th request's arrival at the provider after the k-th token by our clock: the
+        # lag the window margin (WINDOW_MARGIN_MS) must cover for the provider to count no
+        # more in its window than we did in ours (when no token was replaced). The fake
+        # stamps arrivals with the machine's monotonic clock, the bucket in epoch seconds.
+        "max_lag_ms": _max_lag_ms(stamps, [t + time.time() - time.monotonic() for t in times])
+        if len(stamps) == len(times)
+        else None,
     }
+
+
+def _max_lag_ms(stamps: list[float], arrivals: list[float]) -> float | None:
+    if not stamps:
+        return None
+    pairs = zip(stamps, sorted(arrivals), strict=False)
+    return round(max(a - s for s, a in pairs) * 1000, 1)
 
 
 def acquire_cost(database_url: str, redis_url: str | None, calls: int = 300) -> dict:

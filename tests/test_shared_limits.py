@@ -11,7 +11,12 @@ import redis
 from bench.shared_limits import measure
 from storygen_dagster.providers.factory import libpq_url
 from storygen_dagster.providers.http import ProviderHttp
-from storygen_dagster.providers.shared_limits import close_shared_limits
+from storygen_dagster.providers.shared_limits import (
+    MAX_RETAKES,
+    STALE_S,
+    close_shared_limits,
+    shared_rates,
+)
 from storygen_dagster.settings import Settings
 from tests.fakes.provider_server import FakeProvider
 
@@ -84,3 +89,36 @@ def test_a_429_with_retry_after_pauses_every_worker(store, engine, fake, monkeyp
     assert len(times) == 3
     # The second client never met the 429 itself, yet sent nothing during the pause.
     assert min(times[1:]) - times[0] >= 1.9
+
+
+def test_a_token_that_reaches_its_caller_late_is_replaced_by_a_fresh_one(engine):
+    # A starved thread or event loop delivers a token long after it was stamped: the provider
+    # would count its request later than we did, so acquire() takes another (the stale one
+    # stays counted), at most MAX_RETAKES times.
+    name = f"stale-test-{time.time_ns()}"
+    limit = shared_rates(name, 6000, 60.0, database_url=libpq_url(engine), redis_url=None)
+    took: list[float] = []
+    real_take = limit.take_once
+
+    def slow_take() -> float:
+        took.append(time.monotonic())
+        if len(took) == 1:
+            time.sleep(STALE_S + 0.2)  # the first token arrives stale
+        return real_take()
+
+    limit.take_once = slow_take  # type: ignore[method-assign]
+    try:
+        returned = asyncio.run(limit.acquire())
+        assert len(took) == 2 and returned >= took[1] - 0.05  # the fresh token's time
+        took.clear()
+
+        def always_late() -> float:
+            took.append(time.monotonic())
+            time.sleep(STALE_S + 0.1)
+            return 0.0
+
+        limit.take_once = always_late  # type: ignore[method-assign]
+        asyncio.run(limit.acquire())
+        assert len(took) == MAX_RETAKES + 1  # bounded: then it is used as it is
+    finally:
+        close_shared_limits()

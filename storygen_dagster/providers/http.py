@@ -27,7 +27,7 @@ from tenacity import (
 
 from storygen_dagster.providers.base import ProviderError
 from storygen_dagster.providers.limits import global_slots, rate_limiter
-from storygen_dagster.providers.shared_limits import SharedRates, shared_rates
+from storygen_dagster.providers.shared_limits import STALE_S, SharedRates, shared_rates
 from storygen_dagster.settings import Settings
 
 log = logging.getLogger("storygen.providers")
@@ -188,13 +188,18 @@ class ProviderHttp:
         if self.out_of_credits:
             raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
         shared = self._shared() if api else None
+        taken = 0.0
         if shared is not None:
-            await shared.acquire()
+            taken = await shared.acquire()
         elif api:
             limiter = rate_limiter(self.limit_name, self.rpm, self.settings.max_concurrency)
             await limiter.acquire()
         headers = {"Authorization": f"Bearer {self._api_key}"} if api and self._api_key else {}
         async with global_slots(self.settings.max_concurrency):
+            if shared is not None and time.monotonic() - taken > STALE_S:
+                # The token aged waiting for a slot: the provider would count this request
+                # later than we did, so take a fresh one (the old one stays counted).
+                await shared.acquire()
             if self.out_of_credits:  # tripped while this call waited for a slot
                 raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
             try:

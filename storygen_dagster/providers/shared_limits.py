@@ -18,14 +18,22 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pyrate_limiter import Limiter, Rate
+from pyrate_limiter import AbstractBucket, Limiter, Rate, RateItem
 
 log = logging.getLogger("storygen.providers")
 
-# Requests reach the provider a little after they take their token (a thread hop, a
-# connection): the long window is stretched by this much so two requests a window apart by
-# our clock are never seen inside one window by the provider's.
-WINDOW_MARGIN_MS = 250
+# Requests reach the provider a little after they take their token (the bucket's own queries,
+# a thread hop, the event loop, a connection): the long window is stretched by this much so
+# two requests a window apart by our clock are never seen inside one window by the provider's.
+# Measured (bench/shared_limits.py, max_lag_ms): 0.13 s on a quiet machine, up to 0.66 s with
+# 3 workers on 2 cores at load 8; 250 ms let one 429 through in CI.
+WINDOW_MARGIN_MS = 1000
+# A token older than this when its request is about to be sent is replaced (at most MAX_RETAKES
+# times): the margin covers the rest of the way to the provider.
+STALE_S = WINDOW_MARGIN_MS / 2000
+MAX_RETAKES = 3
+# After a refused try, wait what the bucket says plus this, then try again with a new stamp.
+RETRY_BUFFER_S = 0.02
 
 
 def rates_for(rpm: int, window_s: float) -> list[Rate]:
@@ -57,21 +65,49 @@ class SharedRates:
     thread: concurrent.futures.ThreadPoolExecutor
 
     async def acquire(self) -> float:
-        """Wait for this limit; returns the seconds waited."""
-        started = time.monotonic()
+        """Wait for this limit and take a token; returns when it was taken (time.monotonic(),
+        read before the try). A token that took longer than STALE_S to reach the caller
+        (a starved thread or event loop) is replaced by a fresh one: the stale one stays
+        counted, so our count of a window is never below what the provider sees in it."""
         loop = asyncio.get_running_loop()
+        stale = 0
         while True:
-            wait = await loop.run_in_executor(self.thread, self._take)
-            if wait <= 0:
-                return time.monotonic() - started
-            await asyncio.sleep(wait)
+            tried = time.monotonic()
+            wait = await loop.run_in_executor(self.thread, self.take_once)
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            if time.monotonic() - tried <= STALE_S or stale >= MAX_RETAKES:
+                return tried
+            stale += 1
+            log.debug(
+                "%s: token %.2f s old when it reached the caller, taking another",
+                self.name,
+                time.monotonic() - tried,
+            )
 
-    def _take(self) -> float:
+    def take_once(self) -> float:
+        """0 when a token was taken now, else the seconds to wait before trying again.
+
+        Not the library's blocking wait: after each sleep it stamps the waiting item with the
+        time it planned to admit it (first try + planned sleeps), not the time it did, and a
+        process that sleeps in it loses every race to one that keeps trying. Measured with 3
+        workers at load ~8 (bench/shared_limits.py): tokens stamped up to 1.24 s before their
+        request reached the provider and requests split 10/9/91 between the workers; with a
+        fresh stamp per try, 0.57-0.66 s and 39/30/40."""
         wait = self.pauses.paused_until(self.name) - time.time()
         if wait > 0:
             return wait
-        self.limiter.try_acquire(self.name, blocking=True)
-        return 0.0
+        factory = self.limiter.bucket_factory
+        item = factory.wrap_item(self.name, 1)
+        assert isinstance(item, RateItem)  # a synchronous bucket: Postgres or Redis
+        bucket = factory.get(item)
+        assert isinstance(bucket, AbstractBucket)
+        if bucket.put(item):
+            return 0.0
+        wait_ms = bucket.waiting(item)
+        assert isinstance(wait_ms, int)
+        return max(wait_ms, 0) / 1000 + RETRY_BUFFER_S
 
     async def pause(self, seconds: float) -> None:
         log.warning(
