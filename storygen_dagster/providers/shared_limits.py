@@ -30,7 +30,7 @@ log = logging.getLogger("storygen.providers")
 WINDOW_MARGIN_MS = 1000
 # A token older than this when its request is about to be sent is replaced (at most MAX_RETAKES
 # times): the margin covers the rest of the way to the provider.
-STALE_S = WINDOW_MARGIN_MS / 2000
+STALE_S = 0.75 * WINDOW_MARGIN_MS / 1000  # leaves 0.25 s for the event loop and the wire
 MAX_RETAKES = 3
 # After a refused try, wait what the bucket says plus this, then try again with a new stamp.
 RETRY_BUFFER_S = 0.02
