@@ -143,7 +143,7 @@ def test_catalog_over_a_three_story_range_gets_dicts_keyed_by_story(instance, en
 
     @dg.asset(
         partitions_def=story_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=story_catalog.backfill_policy,
         ins={"storybook": dg.AssetIn(metadata={"as_uri": True})},
     )
     def probe(structured_story, storybook) -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 from storygen_dagster.defs.io_managers import POSTGRES_IO
 from storygen_dagster.defs.partitions import story_partitions
 from storygen_dagster.domain.models import StructuredStory
+from storygen_dagster.settings import get_settings
 from storygen_dagster.storage.catalog import catalog_rows
 
 
@@ -19,7 +20,9 @@ from storygen_dagster.storage.catalog import catalog_rows
     group_name="catalog",
     kinds={"python", "postgres"},
     partitions_def=story_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    # The story assets' policy: a job selecting both has one (with two, Dagster warns on every
+    # such job and uses the smaller). A catalog backfill is runs of STORYGEN_STORIES_PER_RUN.
+    backfill_policy=dg.BackfillPolicy.multi_run(get_settings().stories_per_run),
     io_manager_key=POSTGRES_IO,
     code_version="story_catalog-v1",
     automation_condition=dg.AutomationCondition.eager(),

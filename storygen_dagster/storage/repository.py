@@ -6,6 +6,7 @@ from storygen_dagster.storage.scene_rows import BULK_ROWS, upsert_scene_columns
 from storygen_dagster.storage.story_rows import (
     mark_failed,
     register_request,
+    register_requests,
     save_story_field,
     set_book,
     set_print_file,
@@ -20,6 +21,7 @@ __all__ = [
     "jsonb_patch",
     "mark_failed",
     "register_request",
+    "register_requests",
     "save_story_field",
     "save_structured_story",
     "set_book",

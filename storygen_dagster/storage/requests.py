@@ -68,12 +68,23 @@ def read_requests(
 
 
 def reject(engine: sa.Engine, request_id: int, story_id: str | None, error: str) -> None:
+    reject_many(engine, [(request_id, story_id, error)])
+
+
+def reject_many(engine: sa.Engine, rejects: Sequence[tuple[int, str | None, str]]) -> int:
+    """(request id, story id, error): rejected with the error, in one transaction; only rows
+    still pending move."""
+    if not rejects:
+        return 0
+    story_id = rejects[0][1] if len(rejects) == 1 else None
     with db_op("reject_request", story_id=story_id) as op, engine.begin() as conn:
-        op.rows = conn.execute(
-            story_requests.update()
-            .where(story_requests.c.id == request_id, story_requests.c.status == "pending")
-            .values(status="rejected", error=error[:4000], updated_at=NOW)
-        ).rowcount
+        for request_id, _, error in rejects:
+            op.rows += conn.execute(
+                story_requests.update()
+                .where(story_requests.c.id == request_id, story_requests.c.status == "pending")
+                .values(status="rejected", error=error[:4000], updated_at=NOW)
+            ).rowcount
+    return op.rows
 
 
 def mark_queued(
@@ -85,22 +96,28 @@ def mark_queued(
     run exists. Only rows still in `from_statuses` move, so two evaluations cannot both win."""
     if not launches:
         return 0
+    stmt = (
+        story_requests.update()
+        .where(
+            story_requests.c.id == sa.bindparam("request_id_"),
+            # (not in_(): an expanding parameter cannot be used with executemany)
+            sa.or_(*(story_requests.c.status == status for status in from_statuses)),
+        )
+        .values(
+            status="queued",
+            story_id=sa.bindparam("story_id_"),
+            error=None,
+            attempts=story_requests.c.attempts + 1,
+            run_id=sa.bindparam("run_id_"),
+            updated_at=NOW,
+        )
+    )
+    params = [
+        {"request_id_": rid, "story_id_": sid, "run_id_": RUN_KEY_PREFIX + key}
+        for rid, sid, key in launches
+    ]
     with db_op("queue_requests") as op, engine.begin() as conn:
-        for request_id, story_id, run_key in launches:
-            op.rows += conn.execute(
-                story_requests.update()
-                .where(
-                    story_requests.c.id == request_id, story_requests.c.status.in_(from_statuses)
-                )
-                .values(
-                    status="queued",
-                    story_id=story_id,
-                    error=None,
-                    attempts=story_requests.c.attempts + 1,
-                    run_id=RUN_KEY_PREFIX + run_key,
-                    updated_at=NOW,
-                )
-            ).rowcount
+        op.rows = conn.execute(stmt, params).rowcount  # one executemany, pipelined by psycopg
     return op.rows
 
 

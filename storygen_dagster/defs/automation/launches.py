@@ -20,7 +20,7 @@ from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.recovery import recovery_settings
 from storygen_dagster.storage import requests as queue
-from storygen_dagster.storage.repository import register_request
+from storygen_dagster.storage.repository import register_requests
 
 RUN_KEY_TAG = "storygen/run_key"
 REQUEST_TAG = "storygen/request"
@@ -84,34 +84,37 @@ def format_errors(exc: ValidationError) -> str:
     )
 
 
-def accept(engine: sa.Engine, row: queue.PendingRequest, by: str) -> str | None:
-    """Validate a queued payload; store it as the story's request and return the story id, or
-    reject the row with the validation error (no partition, no story row)."""
+def validate(row: queue.PendingRequest) -> tuple[str, StoryRequest] | str:
+    """A queued payload as (story id, request), or the error that rejects it."""
     payload = dict(row.payload) if isinstance(row.payload, dict) else None
     if payload is None:
-        queue.reject(
-            engine,
-            row.id,
-            row.story_id,
-            f"payload: expected a JSON object, got {type(row.payload).__name__}",
-        )
-        return None
+        return f"payload: expected a JSON object, got {type(row.payload).__name__}"
     if row.story_id and payload.get("story_id") not in (None, row.story_id):
-        queue.reject(
-            engine,
-            row.id,
-            row.story_id,
-            f"story_id: payload says {payload['story_id']!r}, row says {row.story_id!r}",
-        )
-        return None
+        return f"story_id: payload says {payload['story_id']!r}, row says {row.story_id!r}"
     story_id = row.story_id or payload.get("story_id") or f"req-{row.id}"
     try:
-        request = StoryRequest.model_validate({**payload, "story_id": story_id})
+        return story_id, StoryRequest.model_validate({**payload, "story_id": story_id})
     except ValidationError as exc:
-        queue.reject(engine, row.id, row.story_id, format_errors(exc))
-        return None
-    register_request(engine, story_id, request, by=by)
-    return story_id
+        return format_errors(exc)
+
+
+def accept(
+    engine: sa.Engine, rows: list[queue.PendingRequest], by: str
+) -> list[tuple[queue.PendingRequest, str]]:
+    """Validate queued payloads; store the valid ones as their stories' requests and reject the
+    others with their validation error (no partition, no story row). Two transactions for
+    any number of rows (a nightly batch is thousands). Returns (row, story id) accepted."""
+    accepted, stored, rejects = [], [], []
+    for row in rows:
+        result = validate(row)
+        if isinstance(result, str):
+            rejects.append((row.id, row.story_id, result))
+        else:
+            accepted.append((row, result[0]))
+            stored.append(result)
+    queue.reject_many(engine, rejects)
+    register_requests(engine, stored, by=by)
+    return accepted
 
 
 def reconcile(

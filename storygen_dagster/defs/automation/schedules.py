@@ -37,11 +37,7 @@ def nightly_stories(context: dg.ScheduleEvaluationContext, db: StoryDatabase):
         limit=10_000,
         max_attempts=settings.request_max_attempts,
     )
-    accepted = {}
-    for row in rows:
-        story_id = accept(engine, row, by="schedule:nightly_stories")
-        if story_id is not None:
-            accepted[story_id] = row
+    accepted = {sid: row for row, sid in accept(engine, rows, by="schedule:nightly_stories")}
     if not accepted:
         return dg.SkipReason(f"no pending or retryable requests ({len(rows)} read)")
     instance = context.instance

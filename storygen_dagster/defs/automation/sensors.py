@@ -43,11 +43,7 @@ def story_request_sensor(context: dg.SensorEvaluationContext, db: StoryDatabase)
     # Status is the queue, not the cursor alone: a failed request set back to pending (an
     # older id) must be picked up again. The cursor records progress for the UI.
     rows = queue.read_requests(engine, statuses=("pending",), limit=settings.request_batch_size)
-    accepted = []
-    for row in rows:
-        story_id = accept(engine, row, by="sensor:story_request_sensor")
-        if story_id is not None:
-            accepted.append((row, story_id))
+    accepted = accept(engine, rows, by="sensor:story_request_sensor")
     to_add = missing_partitions(context.instance, [sid for _, sid in accepted])
     # New partitions are added after the existing ones, in this order: the ranges of the
     # chunked runs are computed on the order the instance will have.
