@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     )
     llm_rpm: int = Field(60, ge=1, le=100_000, description="LLM requests per minute")
     image_rpm: int = Field(60, ge=1, le=100_000, description="Image requests per minute")
+    llm_tpm: int = Field(
+        0,
+        ge=0,
+        le=1_000_000_000,
+        description="LLM tokens per minute (prompt + max_tokens, estimated before each call); "
+        "0: not limited",
+    )
     limits: Literal["shared", "process"] = Field(
         "shared", description="shared: RPM across every process (Postgres or Redis); process"
     )

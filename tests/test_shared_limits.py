@@ -3,12 +3,14 @@ limit against a fake provider that enforces it, and a 429's Retry-After pausing 
 worker, through Postgres (the default) and Redis."""
 
 import asyncio
+import json
 import time
 
 import pytest
 import redis
 
 from bench.shared_limits import measure
+from storygen_dagster.providers.base import ProviderError
 from storygen_dagster.providers.factory import libpq_url
 from storygen_dagster.providers.http import ProviderHttp
 from storygen_dagster.providers.shared_limits import (
@@ -122,3 +124,56 @@ def test_a_token_that_reaches_its_caller_late_is_replaced_by_a_fresh_one(engine)
         assert len(took) == MAX_RETAKES + 1  # bounded: then it is used as it is
     finally:
         close_shared_limits()
+
+
+@pytest.mark.parametrize("limits", ["shared", "process"])
+def test_tokens_per_minute_hold_against_a_provider_counting_tokens(
+    limits, engine, fake, monkeypatch
+):
+    # 6,000 tokens a minute counted over 2 s windows: 200 per window; each call may use ~70
+    # (its messages + max_tokens 50), so 2 fit a window and 6 calls sent at once need 3.
+    monkeypatch.setenv("STORYGEN_RATE_WINDOW_S", "2")
+    monkeypatch.setenv("STORYGEN_LIMITS", limits)
+    settings = Settings()
+    fake.token_limit = (200, 2.0)
+    http = ProviderHttp(
+        provider="openai",
+        base_url=fake.url,
+        api_key=fake.api_key,
+        rpm=6000,
+        read_timeout_s=10,
+        settings=settings,
+        limit_name=f"tpm-test-{limits}-{time.time_ns()}",
+        database_url=libpq_url(engine),
+        tpm=6000,
+    )
+    fake.schema_only = True  # a reply from the schema below is enough here
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x" * 60}],
+        "max_tokens": 50,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "T", "schema": schema}},
+    }
+    tokens = len(json.dumps(body["messages"])) // 4 + 50
+
+    async def main() -> None:
+        async with http.client() as client:
+            await asyncio.gather(
+                *(http.post_json(client, "chat/completions", body, tokens=tokens) for _ in range(6))
+            )
+
+    try:
+        asyncio.run(main())
+        times = fake.times("chat")
+        assert len(times) == 6 and fake.rejected == 0
+        assert times[-1] - times[0] >= 2 * 2.0  # three windows' worth: waited, not refused
+        with pytest.raises(ProviderError, match=r"201 tokens can never fit STORYGEN_LLM_TPM=6000"):
+            asyncio.run(_one(http, body, 201))
+    finally:
+        close_shared_limits()
+
+
+async def _one(http: ProviderHttp, body: dict, tokens: int) -> None:
+    async with http.client() as client:
+        await http.post_json(client, "chat/completions", body, tokens=tokens)

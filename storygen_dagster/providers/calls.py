@@ -76,6 +76,7 @@ class ProviderCalls:
         *,
         estimate_usd: float,
         wire: dict | None = None,
+        tokens: int = 0,
     ) -> CallOutcome:
         """The cached success for this exact request, or a new paid call (not yet recorded:
         the caller records it once it knows whether the answer is usable). `wire`: what is
@@ -98,7 +99,9 @@ class ProviderCalls:
         await self._check_budget(ctx, estimate_usd)
         hold_id = await self._hold_daily(ctx, estimate_usd)
         try:
-            result: HttpResult = await self.http.post_json(client, endpoint, wire or body)
+            result: HttpResult = await self.http.post_json(
+                client, endpoint, wire or body, tokens=tokens
+            )
         except ProviderError as exc:
             await self.record_failure(ctx, key, endpoint, body, exc, hold_id=hold_id)
             raise

@@ -85,6 +85,7 @@ def build_chat_llm(
         settings=settings,
         limit_name="llm:openai",
         database_url=libpq_url(engine),
+        tpm=settings.llm_tpm,
     )
     return OpenAIChatLLM(
         ProviderCalls(http, model, engine, settings),

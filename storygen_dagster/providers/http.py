@@ -28,6 +28,7 @@ from tenacity import (
 from storygen_dagster.providers.base import ProviderError
 from storygen_dagster.providers.limits import global_slots, rate_limiter
 from storygen_dagster.providers.shared_limits import STALE_S, SharedRates, shared_rates
+from storygen_dagster.providers.token_limits import check_tokens, take_tokens
 from storygen_dagster.settings import Settings
 
 log = logging.getLogger("storygen.providers")
@@ -100,6 +101,7 @@ class ProviderHttp:
         settings: Settings,
         limit_name: str | None = None,
         database_url: str | None = None,
+        tpm: int = 0,
     ):
         self.provider = provider
         # LLM and image calls have separate RPM settings even on the same provider.
@@ -107,6 +109,7 @@ class ProviderHttp:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.rpm = rpm
+        self.tpm = tpm  # tokens per minute (0: none); a call says how many it may use
         self.settings = settings
         self.timeout = httpx.Timeout(
             connect=settings.http_connect_timeout_s,
@@ -126,8 +129,13 @@ class ProviderHttp:
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=self.timeout, follow_redirects=True, verify=_ssl_context())
 
-    async def post_json(self, client: httpx.AsyncClient, path: str, body: dict) -> HttpResult:
-        return await self._request(client, "POST", f"{self.base_url}/{path}", body, api=True)
+    async def post_json(
+        self, client: httpx.AsyncClient, path: str, body: dict, *, tokens: int = 0
+    ) -> HttpResult:
+        """`tokens`: what the call may use (prompt + max_tokens), taken from the TPM limit."""
+        check_tokens(self.provider, self.tpm, self.settings, tokens)
+        url = f"{self.base_url}/{path}"
+        return await self._request(client, "POST", url, body, api=True, tokens=tokens)
 
     async def get_bytes(self, client: httpx.AsyncClient, url: str) -> HttpResult:
         # A result URL may be on a CDN: it gets neither our key nor our API rate limit.
@@ -143,7 +151,14 @@ class ProviderHttp:
         )(state)
 
     async def _request(
-        self, client: httpx.AsyncClient, method: str, url: str, body: dict | None, *, api: bool
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        body: dict | None,
+        *,
+        api: bool,
+        tokens: int = 0,
     ) -> HttpResult:
         started = time.perf_counter()
         waits: list[float] = []
@@ -165,7 +180,7 @@ class ProviderHttp:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    response = await self._once(client, method, url, body, api)
+                    response = await self._once(client, method, url, body, api, tokens)
         except (_Retryable, ProviderError) as exc:
             status = exc.status if isinstance(exc, _Retryable) else exc.status_code
             fatal = isinstance(exc, ProviderError) and exc.fatal
@@ -183,7 +198,13 @@ class ProviderHttp:
         return HttpResult(response.status_code, payload, attempts, latency, waits)
 
     async def _once(
-        self, client: httpx.AsyncClient, method: str, url: str, body: dict | None, api: bool
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        body: dict | None,
+        api: bool,
+        tokens: int = 0,
     ) -> httpx.Response:
         if self.out_of_credits:
             raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
@@ -194,6 +215,8 @@ class ProviderHttp:
         elif api:
             limiter = rate_limiter(self.limit_name, self.rpm, self.settings.max_concurrency)
             await limiter.acquire()
+        # Every attempt: a provider counts a retried call's tokens again.
+        await take_tokens(self.limit_name, self.tpm, tokens, self.settings, self.database_url)
         headers = {"Authorization": f"Bearer {self._api_key}"} if api and self._api_key else {}
         async with global_slots(self.settings.max_concurrency):
             if shared is not None and time.monotonic() - taken > STALE_S:

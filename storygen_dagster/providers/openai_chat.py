@@ -64,13 +64,24 @@ class OpenAIChatLLM(StoryLLM):
             },
         }
 
-    def _estimate(self, body: dict) -> float:
-        # Upper bound: ~4 characters a token in, the whole max_tokens out.
+    def _prompt_tokens(self, body: dict) -> int:
+        # Upper bound: ~4 characters a token.
         chars = len(json.dumps(body["messages"])) + len(json.dumps(body["response_format"]))
-        return chat_cost(self.calls.price, chars // 4, self.max_tokens)
+        return chars // 4
+
+    def _estimate(self, body: dict) -> float:
+        # Upper bound: the prompt, and the whole max_tokens out.
+        return chat_cost(self.calls.price, self._prompt_tokens(body), self.max_tokens)
 
     async def _call(self, ctx: CallContext, client, body: dict) -> CallOutcome:
-        out = await self.calls.fetch(ctx, client, ENDPOINT, body, estimate_usd=self._estimate(body))
+        out = await self.calls.fetch(
+            ctx,
+            client,
+            ENDPOINT,
+            body,
+            estimate_usd=self._estimate(body),
+            tokens=self._prompt_tokens(body) + self.max_tokens,
+        )
         if not out.cached:
             usage = (out.response or {}).get("usage") or {}
             chars_in = len(json.dumps(body["messages"]))

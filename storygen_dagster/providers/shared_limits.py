@@ -36,6 +36,16 @@ MAX_RETAKES = 3
 RETRY_BUFFER_S = 0.02
 
 
+def tokens_per_window(tpm: int, window_s: float) -> int:
+    return max(1, round(tpm * window_s / 60))
+
+
+def token_rates_for(tpm: int, window_s: float) -> list[Rate]:
+    """`tpm` tokens a minute as tpm * window / 60 per window (no per-second cap: one request
+    may need more tokens than a second's worth)."""
+    return [Rate(tokens_per_window(tpm, window_s), round(window_s * 1000) + WINDOW_MARGIN_MS)]
+
+
 def rates_for(rpm: int, window_s: float) -> list[Rate]:
     """`rpm` as at most a second's worth at once (as the process-local limiter does, so 600
     RPM never fires 600 requests in one instant) and at most rpm * window / 60 per window."""
@@ -64,7 +74,7 @@ class SharedRates:
     pauses: PauseStore
     thread: concurrent.futures.ThreadPoolExecutor
 
-    async def acquire(self) -> float:
+    async def acquire(self, weight: int = 1) -> float:
         """Wait for this limit and take a token; returns when it was taken (time.monotonic(),
         read before the try). A token that took longer than STALE_S to reach the caller
         (a starved thread or event loop) is replaced by a fresh one: the stale one stays
@@ -73,11 +83,12 @@ class SharedRates:
         stale = 0
         while True:
             tried = time.monotonic()
-            wait = await loop.run_in_executor(self.thread, self.take_once)
+            wait = await loop.run_in_executor(self.thread, self.take_once, weight)
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            if time.monotonic() - tried <= STALE_S or stale >= MAX_RETAKES:
+            # (a weighted take, e.g. a request's tokens, is not taken twice)
+            if weight > 1 or time.monotonic() - tried <= STALE_S or stale >= MAX_RETAKES:
                 return tried
             stale += 1
             log.debug(
@@ -86,7 +97,7 @@ class SharedRates:
                 time.monotonic() - tried,
             )
 
-    def take_once(self) -> float:
+    def take_once(self, weight: int = 1) -> float:
         """0 when a token was taken now, else the seconds to wait before trying again.
 
         Not the library's blocking wait: after each sleep it stamps the waiting item with the
@@ -99,7 +110,7 @@ class SharedRates:
         if wait > 0:
             return wait
         factory = self.limiter.bucket_factory
-        item = factory.wrap_item(self.name, 1)
+        item = factory.wrap_item(self.name, weight)
         assert isinstance(item, RateItem)  # a synchronous bucket: Postgres or Redis
         bucket = factory.get(item)
         assert isinstance(bucket, AbstractBucket)
@@ -122,14 +133,22 @@ _backends: dict[str, Any] = {}
 
 
 def shared_rates(
-    name: str, rpm: int, window_s: float, *, database_url: str, redis_url: str | None
+    name: str,
+    rpm: int,
+    window_s: float,
+    *,
+    database_url: str,
+    redis_url: str | None,
+    tokens: bool = False,
 ) -> SharedRates:
-    """The process's SharedRates for this limit and store (built once)."""
+    """The process's SharedRates for this limit and store (built once). With `tokens`, `rpm`
+    counts tokens a minute and each acquire takes a request's tokens."""
     key = (name, rpm, window_s, database_url, redis_url)
     with _lock:
         found = _limits.get(key)
         if found is None:
-            bucket, pauses = _backend(name, rates_for(rpm, window_s), database_url, redis_url)
+            rates = (token_rates_for if tokens else rates_for)(rpm, window_s)
+            bucket, pauses = _backend(name, rates, database_url, redis_url)
             executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"rate-{name}")
             found = _limits[key] = SharedRates(name, Limiter(bucket), pauses, executor)
     return found

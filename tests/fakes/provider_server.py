@@ -122,6 +122,10 @@ class FakeProvider:
         # images, moderations) in any rate_limit[1] seconds; above it a 429 with Retry-After
         # (seconds, rounded up, and OpenAI's retry-after-ms) until the oldest leaves the window.
         self.rate_limit: tuple[int, float] | None = None
+        # Like an account's tokens-per-minute limit: chat requests count their messages (~4
+        # characters a token) plus max_tokens; above token_limit[0] in token_limit[1] s, 429.
+        self.token_limit: tuple[int, float] | None = None
+        self.tokens_admitted: deque[tuple[float, int]] = deque()
         self.admitted: dict[str, deque[float]] = {}
         self.rejected = 0
         self.in_flight = 0
@@ -167,6 +171,23 @@ class FakeProvider:
         wait = times[0] + window - now
         headers = {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000))}
         body = {"error": {"message": f"rate limit: {limit} per {window:g} s", "type": "rate"}}
+        return {"status": 429, "headers": headers, "body": body}
+
+    def _over_tokens(self, kind: str, body: dict | None, now: float) -> dict | None:
+        if self.token_limit is None or kind != "chat" or not body:
+            return None
+        limit, window = self.token_limit
+        used = self.tokens_admitted
+        while used and used[0][0] <= now - window:
+            used.popleft()
+        tokens = len(json.dumps(body.get("messages"))) // 4 + int(body.get("max_tokens") or 0)
+        if sum(n for _, n in used) + tokens <= limit:
+            used.append((now, tokens))
+            return None
+        self.rejected += 1
+        wait = used[0][0] + window - now if used else window
+        headers = {"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000))}
+        body = {"error": {"message": f"tokens: {limit} per {window:g} s", "type": "tokens"}}
         return {"status": 429, "headers": headers, "body": body}
 
     def times(self, kind: str) -> list[float]:
@@ -310,7 +331,9 @@ class FakeProvider:
                     now = time.monotonic()
                     fake.seen.append(Seen(kind, path, now, body, auth))
                     fault = fake.script[kind].popleft() if fake.script[kind] else {}
-                    fault = fake._over_limit(kind, now) or fault
+                    fault = (
+                        fake._over_limit(kind, now) or fake._over_tokens(kind, body, now) or fault
+                    )
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
