@@ -102,11 +102,11 @@ def test_a_token_that_reaches_its_caller_late_is_replaced_by_a_fresh_one(engine)
     took: list[float] = []
     real_take = limit.take_once
 
-    def slow_take() -> float:
+    def slow_take(weight: int = 1) -> float:
         took.append(time.monotonic())
         if len(took) == 1:
             time.sleep(STALE_S + 0.2)  # the first token arrives stale
-        return real_take()
+        return real_take(weight)
 
     limit.take_once = slow_take  # type: ignore[method-assign]
     try:
@@ -114,7 +114,7 @@ def test_a_token_that_reaches_its_caller_late_is_replaced_by_a_fresh_one(engine)
         assert len(took) == 2 and returned >= took[1] - 0.05  # the fresh token's time
         took.clear()
 
-        def always_late() -> float:
+        def always_late(weight: int = 1) -> float:
             took.append(time.monotonic())
             time.sleep(STALE_S + 0.1)
             return 0.0
