@@ -209,7 +209,7 @@ def _error_text(exc: Exception) -> str:
 
 def _record_failure(engine, by: str, sid: str, exc: Exception) -> tuple[str, str]:
     error = _error_text(exc)
-    status = "held" if isinstance(exc, StageError) and exc.hold else "failed"
+    status = exc.held_as if isinstance(exc, StageError) and exc.hold else "failed"
     log.error("story failed", extra={"story_id": sid, "error": error, "status": status})
     repo.mark_failed(engine, sid, error, by, status=status)
     return status, error

@@ -1,0 +1,116 @@
+"""The review of a scene picture (issue 16), pure: the criteria, the reply a vision model must
+give (one verdict per criterion, in the JSON schema sent to it), the verdict as stored, and how
+a reviewer's suggested fix is folded into the composed prompt for a redraw (within the budget).
+
+Criteria: `moment_depicted` (the scene's moment is what is drawn), `child_matches_card` (the
+child looks as the character card, and the sheet when there is one, says), `side_character_
+present` (the friend is drawn when the text says so), `no_text` (no letters or words in the
+picture) and `safe_for_age` (nothing frightening or unsafe for the child's age). The last is
+the safety criterion: a picture that still fails it after its redraws holds the story."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from storygen_dagster.domain.reply_rules import ReplyRules
+
+Criterion = Literal[
+    "moment_depicted", "child_matches_card", "side_character_present", "no_text", "safe_for_age"
+]
+CRITERIA: tuple[str, ...] = (
+    "moment_depicted",
+    "child_matches_card",
+    "side_character_present",
+    "no_text",
+    "safe_for_age",
+)
+SAFETY_CRITERIA = frozenset({"safe_for_age"})
+FIX_MAX_CHARS = 200
+
+
+class CriterionVerdict(BaseModel):
+    criterion: Criterion
+    passed: bool
+    reason: str = Field(max_length=300, description="One short sentence: why")
+
+
+class PictureReviewReply(BaseModel):
+    """What the vision model answers for one picture."""
+
+    scene_number: int = Field(ge=1, le=5)
+    verdicts: list[CriterionVerdict] = Field(description="One verdict per criterion, each once")
+    suggested_fix: str = Field(
+        max_length=400,
+        description="A short phrase to add to the image prompt so a redraw passes; '' if none",
+    )
+
+
+class Verdict(BaseModel):
+    """One picture's review as stored and shown: per criterion (passed, reason)."""
+
+    criteria: dict[str, tuple[bool, str]]
+    suggested_fix: str = ""
+    reviewer: str
+    model: str
+
+    @property
+    def failed(self) -> list[str]:
+        return [c for c in CRITERIA if c in self.criteria and not self.criteria[c][0]]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def safety_failed(self) -> bool:
+        return any(c in SAFETY_CRITERIA for c in self.failed)
+
+    def reasons(self) -> str:
+        return "; ".join(f"{c}: {self.criteria[c][1]}" for c in self.failed)
+
+    @classmethod
+    def from_reply(cls, reply: PictureReviewReply, *, reviewer: str, model: str) -> Verdict:
+        return cls(
+            criteria={v.criterion: (v.passed, v.reason) for v in reply.verdicts},
+            suggested_fix=reply.suggested_fix.strip(),
+            reviewer=reviewer,
+            model=model,
+        )
+
+
+def _criteria_problems(reply: PictureReviewReply) -> list[str]:
+    names = [v.criterion for v in reply.verdicts]
+    missing = [c for c in CRITERIA if c not in names]
+    twice = sorted({c for c in names if names.count(c) > 1})
+    found = []
+    if missing:
+        found.append(f"verdicts lack the criteria {', '.join(missing)}: give each exactly once")
+    if twice:
+        found.append(f"verdicts repeat the criteria {', '.join(twice)}: give each exactly once")
+    return found
+
+
+def picture_review_rules(scene_number: int) -> ReplyRules:
+    """The scene is pinned and every criterion is answered exactly once (in the schema: a
+    constrained decoder follows it and may ignore the prompt)."""
+    return ReplyRules(
+        values={"scene_number": scene_number},
+        lengths={"verdicts": len(CRITERIA)},
+        check=_criteria_problems,
+    )
+
+
+def fold_fix(prompt: str, fix: str, budget: int) -> str:
+    """The composed prompt with the reviewer's fix in front (what the redraw must get right
+    first), the prompt's end giving way so the whole stays within `budget`."""
+    fix = " ".join(fix.split())[:FIX_MAX_CHARS].rstrip(" .")
+    if not fix:
+        return prompt
+    head = f"Important: {fix}."
+    room = budget - len(head) - 1
+    if room < 40:
+        return prompt
+    body = prompt if len(prompt) <= room else prompt[: room - 1].rsplit(" ", 1)[0] + "."
+    return f"{head} {body}"
