@@ -20,6 +20,7 @@ from storygen_dagster.defs.resources import (
     ImageServiceResource,
     ModerationResource,
     ObjectStoreResource,
+    PictureReviewerResource,
     StoryDatabase,
     StoryLLMResource,
 )
@@ -71,6 +72,7 @@ def story_assets(
     llm: StoryLLMResource,
     images: ImageServiceResource,
     moderation: ModerationResource,
+    reviewer: PictureReviewerResource,
 ):
     """Every selected story asset for every story in the run (see the module docstring)."""
     # A run launched by the daemon has its own instance: pool its event-log connections too.
@@ -89,6 +91,8 @@ def story_assets(
         blocklist=tuple(settings.content_blocklist or ()) or DEFAULT_BLOCKLIST,
         moderation=moderation.client(),
         printing=PrintSettings.from_settings(settings),
+        reviewer=reviewer.client(engine),
+        max_redraws=reviewer.redraws(),
     )
     options = RunOptions(
         by=f"run:{context.run.run_id}",
