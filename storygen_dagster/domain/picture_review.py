@@ -102,13 +102,15 @@ def picture_review_rules(scene_number: int) -> ReplyRules:
     )
 
 
-def fold_fix(prompt: str, fix: str, budget: int) -> str:
+def fold_fix(prompt: str, fix: str, budget: int, redraw: int = 1) -> str:
     """The composed prompt with the reviewer's fix in front (what the redraw must get right
-    first), the prompt's end giving way so the whole stays within `budget`."""
+    first), the prompt's end giving way so the whole stays within `budget`. From the second
+    redraw on the head names the redraw: the same fix again must not be the same request (the
+    call cache would answer it with the picture that just failed)."""
     fix = " ".join(fix.split())[:FIX_MAX_CHARS].rstrip(" .")
     if not fix:
         return prompt
-    head = f"Important: {fix}."
+    head = f"Important: {fix}." if redraw <= 1 else f"Important (redraw {redraw}): {fix}."
     room = budget - len(head) - 1
     if room < 40:
         return prompt

@@ -33,9 +33,9 @@ class Drawn:
     redraws: int = 0
     replaced: str | None = None  # the sha256 of the picture the last redraw replaced
     stopped: str = ""  # why redraws ended before a pass ("" when they did not)
-    # The review's calls and the calls of pictures a redraw replaced (the kept picture's call
-    # is the scene's own provenance).
-    review_provenance: list[Provenance] = field(default_factory=list)
+    review_provenance: list[Provenance] = field(default_factory=list)  # the review's calls
+    # The calls of the pictures redraws replaced (the kept picture's is the scene's own).
+    replaced_provenance: list[Provenance] = field(default_factory=list)
 
 
 async def _draw(run: StoryRun, sid: str, number: int, prompt: str, seed: int, sheet: bytes):
@@ -127,7 +127,7 @@ async def draw_reviewed(
         if n == run.deps.max_redraws:
             break
         why = reviewed.verdict.reasons()
-        fixed = fold_fix(prompt, _fix(reviewed.verdict), run.deps.budget)
+        fixed = fold_fix(prompt, _fix(reviewed.verdict), run.deps.budget, n + 1)
         try:
             again = await _draw(run, sid, number, fixed, seed, sheet)
         except BudgetExceeded as exc:
@@ -137,7 +137,7 @@ async def draw_reviewed(
             drawn.stopped = f"the redraw was not usable: {again}"
             return drawn
         drawn.replaced = drawn.sha256
-        drawn.review_provenance.append(drawn.image.provenance)  # the replaced picture's call
+        drawn.replaced_provenance.append(drawn.image.provenance)
         drawn.image, drawn.prompt = again, fixed
         drawn.uri, drawn.sha256 = await _store(run, sid, again.png)
         drawn.redraws += 1

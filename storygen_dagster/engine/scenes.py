@@ -161,6 +161,7 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
     if not good:
         return
     reviews = [p for d in drawn.values() for p in d.review_provenance]
+    replaced = [p for d in drawn.values() for p in d.replaced_provenance]
     thumb = base64.b64encode(frame["thumbnail"].iloc[0]).decode()
     stored = await run.scenes(sid)
     run.built(
@@ -181,8 +182,10 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
                     f"(data:image/jpeg;base64,{thumb})"
                 ),
             },
-            # The pictures' calls, then the review's (its calls, tokens and cost).
-            provenance=[Provenance.model_validate(p) for p in frame["provenance"]] + reviews,
+            # The pictures' calls, those of pictures redrawn, then the review's.
+            provenance=[Provenance.model_validate(p) for p in frame["provenance"]]
+            + replaced
+            + reviews,
             fingerprint={str(n): f for n, f in wanted.items()},
             data_version=images_version(stored),
             by=run.options.by,
