@@ -5,7 +5,6 @@ and the per-story budget."""
 import json
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from storygen_dagster.definitions import build_definitions

@@ -10,15 +10,10 @@ the safety criterion: a picture that still fails it after its redraws holds the 
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
 
 from storygen_dagster.domain.reply_rules import ReplyRules
 
-Criterion = Literal[
-    "moment_depicted", "child_matches_card", "side_character_present", "no_text", "safe_for_age"
-]
 CRITERIA: tuple[str, ...] = (
     "moment_depicted",
     "child_matches_card",
@@ -31,16 +26,21 @@ FIX_MAX_CHARS = 200
 
 
 class CriterionVerdict(BaseModel):
-    criterion: Criterion
     passed: bool
     reason: str = Field(max_length=300, description="One short sentence: why")
 
 
 class PictureReviewReply(BaseModel):
-    """What the vision model answers for one picture."""
+    """What the vision model answers for one picture: one property per criterion, so the
+    schema itself asks for each exactly once (a constrained decoder follows the schema and may
+    ignore the prompt; a list of verdicts let it repeat one and leave another out)."""
 
     scene_number: int = Field(ge=1, le=5)
-    verdicts: list[CriterionVerdict] = Field(description="One verdict per criterion, each once")
+    moment_depicted: CriterionVerdict
+    child_matches_card: CriterionVerdict
+    side_character_present: CriterionVerdict
+    no_text: CriterionVerdict
+    safe_for_age: CriterionVerdict
     suggested_fix: str = Field(
         max_length=400,
         description="A short phrase to add to the image prompt so a redraw passes; '' if none",
@@ -73,33 +73,16 @@ class Verdict(BaseModel):
     @classmethod
     def from_reply(cls, reply: PictureReviewReply, *, reviewer: str, model: str) -> Verdict:
         return cls(
-            criteria={v.criterion: (v.passed, v.reason) for v in reply.verdicts},
+            criteria={c: (getattr(reply, c).passed, getattr(reply, c).reason) for c in CRITERIA},
             suggested_fix=reply.suggested_fix.strip(),
             reviewer=reviewer,
             model=model,
         )
 
 
-def _criteria_problems(reply: PictureReviewReply) -> list[str]:
-    names = [v.criterion for v in reply.verdicts]
-    missing = [c for c in CRITERIA if c not in names]
-    twice = sorted({c for c in names if names.count(c) > 1})
-    found = []
-    if missing:
-        found.append(f"verdicts lack the criteria {', '.join(missing)}: give each exactly once")
-    if twice:
-        found.append(f"verdicts repeat the criteria {', '.join(twice)}: give each exactly once")
-    return found
-
-
 def picture_review_rules(scene_number: int) -> ReplyRules:
-    """The scene is pinned and every criterion is answered exactly once (in the schema: a
-    constrained decoder follows it and may ignore the prompt)."""
-    return ReplyRules(
-        values={"scene_number": scene_number},
-        lengths={"verdicts": len(CRITERIA)},
-        check=_criteria_problems,
-    )
+    """The scene asked about is pinned (an enum of one in the schema)."""
+    return ReplyRules(values={"scene_number": scene_number})
 
 
 def fold_fix(prompt: str, fix: str, budget: int, redraw: int = 1) -> str:

@@ -234,6 +234,8 @@ class FakeProvider:
                 value = conform(review_value(prompt_text(body), self.review_script), fmt["schema"])
         else:
             value = conform(canned_value(fmt["name"], prompt_text(body)), fmt["schema"])
+        for criterion in fault.get("drop_criteria", ()):  # a host that ignores the schema
+            value.pop(criterion, None)
         if fault.get("drop_scenes") and isinstance(value.get("scenes"), list):
             value["scenes"] = value["scenes"][: -fault["drop_scenes"]]
             value["story_meta"]["scene_count"] = len(value["scenes"])

@@ -37,13 +37,9 @@ def review_value(prompt: str, script: dict[int, deque[dict]]) -> dict[str, Any]:
     fail = verdict.get("fail", {})
     return {
         "scene_number": scene,
-        "verdicts": [
-            {
-                "criterion": c,
-                "passed": c not in fail,
-                "reason": fail.get(c, f"{c.replace('_', ' ')}: looks right"),
-            }
+        **{
+            c: {"passed": c not in fail, "reason": fail.get(c, f"{c.replace('_', ' ')}: right")}
             for c in CRITERIA
-        ],
+        },
         "suggested_fix": verdict.get("fix", ""),
     }
