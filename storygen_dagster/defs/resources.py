@@ -33,7 +33,7 @@ def with_io_managers(resources: dict) -> dict:
     """The IO managers built on this dict's own `db` and `objects` (so they read and write the
     same database and object store as the engine), and the picture reviewer the settings
     name, unless it names them already."""
-    defaults = {**io_managers(resources["db"], resources["objects"])}
+    defaults: dict = {**io_managers(resources["db"], resources["objects"])}
     if "reviewer" not in resources:
         defaults["reviewer"] = reviewer_resource()
     return {**defaults, **resources}

@@ -1,9 +1,9 @@
 """One scene's picture: drawn from the composed prompt, checked (decodes, size, not blank),
 then reviewed (issue 16) and, while the review fails and redraws are left
 (STORYGEN_MAX_REDRAWS), drawn again with the reviewer's fix folded into the prompt. Every
-call goes through the call cache, ledger and per-story budget; a redraw the budget refuses
-ends the redraws, and the last picture is kept, flagged. Each round's verdict is stored, and
-each redraw is an audit row naming the picture it replaced and why."""
+call goes through the call cache, ledger and per-story budget; a redraw (or its review) the
+budget refuses ends the redraws, and the last reviewed picture is kept, flagged. Each round's
+verdict is stored, and each redraw is an audit row naming the picture it replaced and why."""
 
 from __future__ import annotations
 
@@ -114,11 +114,21 @@ async def draw_reviewed(
     reviewer = run.deps.reviewer
     if reviewer is None:
         return drawn
-    why = ""
+    why, previous = "", None
     for n in range(run.deps.max_redraws + 1):
-        reviewed = await reviewer.review(
-            drawn.image.png, subject, run.call(sid, REVIEW_CHECK, number)
-        )
+        try:
+            reviewed = await reviewer.review(
+                drawn.image.png, subject, run.call(sid, REVIEW_CHECK, number)
+            )
+        except BudgetExceeded as exc:
+            if previous is None:  # the first picture must have a verdict: the story stops
+                raise
+            # A redraw nobody reviewed is not kept: back to the reviewed (flagged) picture.
+            drawn.image, drawn.prompt, drawn.uri, drawn.sha256, drawn.replaced = previous
+            drawn.replaced_provenance.pop()
+            drawn.redraws -= 1
+            drawn.stopped = f"the redraw's review stopped by the budget: {exc}"
+            return drawn
         drawn.verdict = reviewed.verdict
         drawn.review_provenance.append(reviewed.provenance)
         await _record(run, sid, number, n, drawn, reviewed, why)
@@ -136,6 +146,7 @@ async def draw_reviewed(
         if isinstance(again, str):
             drawn.stopped = f"the redraw was not usable: {again}"
             return drawn
+        previous = (drawn.image, drawn.prompt, drawn.uri, drawn.sha256, drawn.replaced)
         drawn.replaced = drawn.sha256
         drawn.replaced_provenance.append(drawn.image.provenance)
         drawn.image, drawn.prompt = again, fixed

@@ -55,7 +55,7 @@ class OpenAIVisionReviewer(PictureReviewer):
                 {"type": "text", "text": label},
                 {"type": "image_url", "image_url": {"url": marker}},
             ]
-        messages = [
+        messages: list[dict] = [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": content},
         ]
