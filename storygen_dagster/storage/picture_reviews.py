@@ -48,7 +48,8 @@ def record_round(engine: sa.Engine, row: ReviewRound, by: str) -> None:
     )
     with db_op("picture_review", story_id=row.story_id, scene_id=row.scene_number) as op:
         with engine.begin() as conn:
-            op.rows = conn.execute(stmt).rowcount
+            # rowcount is -1 for this upsert here: count what RETURNING gives back.
+            op.rows = len(conn.execute(stmt.returning(picture_reviews.c.id)).all())
             if row.replaced is not None:
                 op.rows += insert_rows(
                     conn,
