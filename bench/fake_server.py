@@ -68,6 +68,9 @@ class FakeServerProcess:
             "STORYGEN_IMAGE_BASE_URL": self.url,
             "STORYGEN_IMAGE_API_KEY": self.key,
             "STORYGEN_IMAGE_MODEL": IMAGE_MODEL,
+            # The fake serves one picture for every prompt (--reuse-images): the picture review
+            # would rightly reject it and pay for redraws the bench does not measure.
+            "STORYGEN_VISION_MODEL": "none",
             "STORYGEN_LLM_RPM": "100000",
             "STORYGEN_IMAGE_RPM": "100000",
             "STORYGEN_MODEL_PRICES": json.dumps(PRICES),

@@ -41,6 +41,7 @@ def measure(
             STORYGEN_IMAGE_BASE_URL=fake.url,
             STORYGEN_IMAGE_API_KEY=KEY,
             STORYGEN_IMAGE_MODEL=IMAGE_MODEL,
+            STORYGEN_VISION_MODEL="none",  # one reused picture: the review would redraw it
             STORYGEN_LLM_RPM="100000",
             STORYGEN_IMAGE_RPM="100000",
             STORYGEN_MAX_CONCURRENCY=str(concurrency),

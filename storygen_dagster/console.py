@@ -30,7 +30,7 @@ AWAITING = "awaiting_review"  # held by the review gate: not a failure
 
 def redactor(settings) -> Callable[[str], str]:
     """A function that removes the configured provider keys (and any bearer token) from text."""
-    names = ("llm_api_key", "image_api_key", "moderation_api_key")
+    names = ("llm_api_key", "image_api_key", "moderation_api_key", "vision_api_key")
     values = {s.get_secret_value() for n in names if (s := getattr(settings, n, None)) is not None}
     secrets = sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 

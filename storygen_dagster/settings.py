@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     sheet_max_bytes: int = Field(
         10_000_000, ge=1000, le=100_000_000, description="Largest uploaded character sheet"
     )
+    vision_model: str = Field(
+        "offline",
+        min_length=1,
+        description="Picture review: offline (checks on the PNG), none, or a vision chat model",
+    )
+    vision_base_url: str | None = Field(None, description="Unset = STORYGEN_LLM_BASE_URL")
+    vision_api_key: SecretStr | None = Field(None, description="Unset = STORYGEN_LLM_API_KEY")
+    vision_rpm: int = Field(60, ge=1, le=100_000, description="Review requests per minute")
+    vision_max_tokens: int = Field(1024, ge=64, le=65536)
+    max_redraws: int = Field(1, ge=0, le=5, description="Redraws of a picture the review fails")
     llm_rpm: int = Field(60, ge=1, le=100_000, description="LLM requests per minute")
     image_rpm: int = Field(60, ge=1, le=100_000, description="Image requests per minute")
     llm_tpm: int = Field(

@@ -32,6 +32,7 @@ from storygen_dagster.definitions import build_definitions
 from storygen_dagster.defs.io_managers import io_managers
 from storygen_dagster.defs.providers import OfflineLLMResource, OfflinePainterResource, WordListOnly
 from storygen_dagster.defs.resources import ObjectStoreResource, StoryDatabase
+from storygen_dagster.defs.reviewer import OfflinePictureReview
 from storygen_dagster.providers.shared_limits import close_shared_limits
 from storygen_dagster.storage import migrate
 from storygen_dagster.storage.db import get_engine, start_embedded_postgres
@@ -128,6 +129,7 @@ def resources(database_url, object_root) -> dict:
         "llm": OfflineLLMResource(latency_s=0.0, max_concurrency=8),
         "images": OfflinePainterResource(latency_s=0.0, width=TEST_WIDTH, height=TEST_HEIGHT),
         "moderation": WordListOnly(),
+        "reviewer": OfflinePictureReview(),
     }
 
 

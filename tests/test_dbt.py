@@ -1,5 +1,8 @@
 """dbt_metadata on real Postgres after a real pipeline run, through Dagster (dagster-dbt)."""
 
+import json
+from decimal import Decimal
+
 import dagster as dg
 import pytest
 import sqlalchemy as sa
@@ -60,6 +63,38 @@ def _build(database_url, engine, resources, instance) -> None:
                 " 'succeeded', 1, 250, 120, 380, 0.0125)"
             )
         )
+        # A vision model's review of dbt-a's scene 1 that failed no_text, then its redraw's
+        # review that passed, with the calls' ledger rows (as vision_chat.py writes them).
+        for rnd, passed in ((0, False), (1, True)):
+            conn.execute(
+                sa.text(
+                    "insert into picture_reviews (story_id, scene_number, round, image_sha256,"
+                    " passed, safety_failed, verdicts, reviewer, model, updated_by, cost_usd)"
+                    " values ('dbt-a', 1, :r, :sha, :p, false, cast(:v as jsonb), 'openai',"
+                    " 'm-vision', 'run:x', 0.002)"
+                ),
+                {
+                    "r": rnd,
+                    "sha": f"sha-{rnd}",
+                    "p": passed,
+                    "v": json.dumps(
+                        {
+                            "no_text": {"passed": passed, "reason": "r"},
+                            "safe_for_age": {"passed": True, "reason": "r"},
+                        }
+                    ),
+                },
+            )
+            conn.execute(
+                sa.text(
+                    "insert into provider_calls (cache_key, provider, model, endpoint, story_id,"
+                    " asset, request, response, status, attempts, prompt_tokens,"
+                    " completion_tokens, cost_usd) values (:k, 'openai', 'm-vision',"
+                    " 'chat/completions', 'dbt-a', 'illustrations_reviewed', '{}', '{}',"
+                    " 'succeeded', 1, 1500, 100, 0.002)"
+                ),
+                {"k": f"k-review-{rnd}"},
+            )
     apply_dbt_env(database_url)
     result = defs.resolve_job_def("analytics_job").execute_in_process(instance=instance)
     assert result.success
@@ -125,6 +160,30 @@ def test_aggregates(built, engine):
         ).one()
     assert values == [("honesty", 1), ("sharing", 2)]
     assert tuple(daily) == (3, 3, 0)
+
+
+def test_picture_review_pass_rates_redraws_and_cost_by_model(built, engine):
+    with engine.connect() as conn:
+        rates = conn.execute(
+            sa.text(
+                "select model, criterion, judged, passed, pass_rate"
+                " from analytics.agg_picture_review_criteria order by 1, 2"
+            )
+        ).all()
+        stories = conn.execute(
+            sa.text(
+                "select story_id, model, pictures, redraws, flagged, review_calls, review_cost_usd"
+                " from analytics.agg_picture_reviews order by 1, 2"
+            )
+        ).all()
+    offline = {r[1]: r[2:] for r in rates if r[0] == "storygen-offline-reviewer-v1"}
+    # Every scene of the three stories (3 + 4 + 5) judged offline, every criterion passing.
+    assert len(offline) == 5 and all(v == (12, 12, 1) for v in offline.values())
+    vision = {r[1]: r[2:] for r in rates if r[0] == "m-vision"}
+    assert vision == {"no_text": (2, 1, 0.5), "safe_for_age": (2, 2, 1)}
+    by_story = {(r[0], r[1]): r[2:] for r in stories}
+    assert by_story[("dbt-a", "m-vision")] == (1, 1, 0, 2, Decimal("0.004"))
+    assert by_story[("dbt-c", "storygen-offline-reviewer-v1")] == (5, 0, 0, 0, 0)
 
 
 def test_singular_test_catches_a_succeeded_story_without_images(

@@ -12,6 +12,7 @@ from storygen_dagster.defs.providers import (
     StoryLLMResource,
     provider_resources,
 )
+from storygen_dagster.defs.reviewer import PictureReviewerResource, reviewer_resource
 from storygen_dagster.defs.stores import ObjectStoreResource, StoryDatabase
 
 # The stores live in stores.py (the IO managers are built on them), the providers in
@@ -20,6 +21,7 @@ __all__ = [
     "ImageServiceResource",
     "ModerationResource",
     "ObjectStoreResource",
+    "PictureReviewerResource",
     "StoryDatabase",
     "StoryLLMResource",
     "default_resources",
@@ -29,8 +31,12 @@ __all__ = [
 
 def with_io_managers(resources: dict) -> dict:
     """The IO managers built on this dict's own `db` and `objects` (so they read and write the
-    same database and object store as the engine), unless it names them already."""
-    return {**io_managers(resources["db"], resources["objects"]), **resources}
+    same database and object store as the engine), and the picture reviewer the settings
+    name, unless it names them already."""
+    defaults: dict = {**io_managers(resources["db"], resources["objects"])}
+    if "reviewer" not in resources:
+        defaults["reviewer"] = reviewer_resource()
+    return {**defaults, **resources}
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

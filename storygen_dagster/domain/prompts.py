@@ -16,6 +16,8 @@ PROMPT_VERSIONS: dict[str, str] = {
     "visual_profile": "v1",
     "base_style": "v1",
     "scene_moment": "v1",
+    # A scene picture judged by a vision model (issue 16).
+    "picture_review": "v1",
 }
 
 

@@ -11,10 +11,12 @@ from storygen_dagster.domain.book import CastPage, Page, cast_title, render_book
 from storygen_dagster.domain.checks import story_texts, unsafe_terms
 from storygen_dagster.domain.models import Provenance
 from storygen_dagster.engine.context import StoryRun
-from storygen_dagster.engine.outcomes import Built, Uri
+from storygen_dagster.engine.illustrations import unsafe_message
+from storygen_dagster.engine.outcomes import Built, StageError, Uri
 from storygen_dagster.engine.versions import images_version, story_version
 from storygen_dagster.engine.vocabulary import BOOK, IMAGES, SHEET, STRUCTURED
 from storygen_dagster.storage import repository as repo
+from storygen_dagster.storage.picture_reviews import current_verdicts
 
 
 async def content_safety(run: StoryRun, sid: str, texts: dict[str, str | None]) -> None:
@@ -35,6 +37,10 @@ async def storybook(run: StoryRun, sid: str) -> None:
         {r["scene_number"]: r["image_prompt"] for r in rows},
     )
     await content_safety(run, sid, texts)
+    found = await asyncio.to_thread(current_verdicts, run.engine, sid)
+    unsafe = sorted(n for n, review in found.items() if review["safety_failed"])
+    if unsafe:  # a picture the safety review failed never reaches a published book
+        raise StageError(sid, BOOK, unsafe_message(unsafe), hold=True, held_as="needs_review")
     pages = [
         Page(
             scene_number=r["scene_number"],

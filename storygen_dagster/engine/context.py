@@ -48,6 +48,7 @@ class StoryRun:
         problems: list[str],
         *,
         hold: bool = False,
+        held_as: str = "held",
         blocking: bool = True,
         severity: str | None = None,
         facts: dict | None = None,
@@ -67,6 +68,7 @@ class StoryRun:
                 check=name,
                 problems=list(problems),
                 hold=hold,
+                held_as=held_as,
             )
 
     # -- reads ---------------------------------------------------------------------------------

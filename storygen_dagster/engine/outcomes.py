@@ -48,7 +48,8 @@ class CheckOutcome:
 
 
 class StageError(Exception):
-    """One story stops at `asset`: `hold` when a blocking check (content safety) held it."""
+    """One story stops at `asset`: `hold` when a blocking check held it, with the story status
+    `held_as` ('held': content safety; 'needs_review': a picture failed the safety review)."""
 
     def __init__(
         self,
@@ -59,10 +60,11 @@ class StageError(Exception):
         check: str | None = None,
         problems: list[str] | None = None,
         hold: bool = False,
+        held_as: str = "held",
     ):
         super().__init__(message)
         self.story_id, self.asset, self.check = story_id, asset, check
-        self.problems, self.hold = problems or [], hold
+        self.problems, self.hold, self.held_as = problems or [], hold, held_as
 
 
 class Reporter(Protocol):

@@ -46,8 +46,9 @@ async def print_file(run: StoryRun, sid: str, asset: str) -> None:
     if not rows or any(not r["image_uri"] for r in rows):
         raise LookupError(f"story {sid} has no complete scene images yet")
     facts = await _story_facts(run, sid)
-    if facts["status"] == "held":
-        raise LookupError(f"story {sid} is held by content_safety: no {asset} is made")
+    if facts["status"] in ("held", "needs_review"):
+        why = "content_safety" if facts["status"] == "held" else "the picture review"
+        raise LookupError(f"story {sid} is held by {why}: no {asset} is made")
     if not facts["book_uri"]:
         raise LookupError(f"story {sid} has no storybook yet: materialize storybook first")
     settings = run.deps.printing

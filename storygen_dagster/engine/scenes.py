@@ -12,11 +12,12 @@ import pandas as pd
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.checks import prompt_budget_problems
 from storygen_dagster.domain.compose import compose_image_prompt
-from storygen_dagster.domain.images import ImageCheckError, inspect_png, thumbnail_jpeg
 from storygen_dagster.domain.models import BaseStyle, Provenance, VisualProfile
 from storygen_dagster.engine.context import StoryRun
+from storygen_dagster.engine.illustrations import illustrations_reviewed
 from storygen_dagster.engine.likeness import character_consistent
 from storygen_dagster.engine.outcomes import Built, Markdown, Uri
+from storygen_dagster.engine.redraw import Drawn, draw_reviewed, scene_row
 from storygen_dagster.engine.versions import (
     field_version,
     images_version,
@@ -24,7 +25,7 @@ from storygen_dagster.engine.versions import (
     story_version,
 )
 from storygen_dagster.engine.vocabulary import IMAGES, MOMENTS, SHEET, STRUCTURED, STYLE, VISUAL
-from storygen_dagster.providers.base import ImageRejected
+from storygen_dagster.providers.reviewer import ReviewSubject
 from storygen_dagster.storage import repository as repo
 
 
@@ -121,17 +122,29 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
     wanted = await run.scenes_to_build(sid, IMAGES, wanted)
     if not wanted:
         return
-    texts = {r["scene_number"]: r["text"] for r in rows}
+    by_number = {r["scene_number"]: r for r in rows}
     # Read once, sent with every scene (the service decides whether and how it goes).
     sheet_png = await asyncio.to_thread(run.deps.store.get, sheet["uri"])
     outcomes = await asyncio.gather(
         *(
-            _image(run, sid, n, texts[n], prompts[n], wanted[n], seed, sheet_png)
+            draw_reviewed(
+                run,
+                sid,
+                n,
+                prompts[n],
+                seed,
+                sheet_png,
+                _subject(story, visual, by_number[n], prompts[n], sheet_png),
+            )
             for n in sorted(wanted)
         )
     )
-    good = [o for o in outcomes if isinstance(o, dict)]
+    drawn = {n: o for n, o in zip(sorted(wanted), outcomes, strict=True) if isinstance(o, Drawn)}
     problems = [o for o in outcomes if isinstance(o, str)]
+    good = [
+        await scene_row(run, sid, n, by_number[n]["text"], wanted[n], seed, d)
+        for n, d in drawn.items()
+    ]
     frame = pd.DataFrame(good)
     if good:
         await asyncio.to_thread(
@@ -147,6 +160,8 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
     await character_consistent(run, sid)
     if not good:
         return
+    reviews = [p for d in drawn.values() for p in d.review_provenance]
+    replaced = [p for d in drawn.values() for p in d.replaced_provenance]
     thumb = base64.b64encode(frame["thumbnail"].iloc[0]).decode()
     stored = await run.scenes(sid)
     run.built(
@@ -159,13 +174,18 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
                 "seed": seed,
                 "reference": images.reference,
                 "max_prompt_chars": int(frame["image_prompt"].str.len().max()),
+                "reviewer": run.deps.reviewer.name if run.deps.reviewer else "none",
+                "redraws": sum(d.redraws for d in drawn.values()),
                 "first_image_uri": Uri(frame["image_uri"].iloc[0]),
                 "preview": Markdown(
                     f"![{sid} scene {frame['scene_number'].iloc[0]}]"
                     f"(data:image/jpeg;base64,{thumb})"
                 ),
             },
-            provenance=[Provenance.model_validate(p) for p in frame["provenance"]],
+            # The pictures' calls, those of pictures redrawn, then the review's.
+            provenance=[Provenance.model_validate(p) for p in frame["provenance"]]
+            + replaced
+            + reviews,
             fingerprint={str(n): f for n, f in wanted.items()},
             data_version=images_version(stored),
             by=run.options.by,
@@ -177,48 +197,20 @@ async def scene_images(run: StoryRun, sid: str, story) -> None:
             },
         )
     )
+    stopped = {n: d.stopped for n, d in drawn.items() if d.stopped}
+    await illustrations_reviewed(run, sid, stopped, reviews)
 
 
-async def _image(
-    run: StoryRun,
-    sid: str,
-    number: int,
-    text: str,
-    prompt: str,
-    fingerprint: str,
-    seed: int,
-    sheet: bytes,
-):
-    """The stored scene row, or the problem with the picture (as a string)."""
-    try:
-        image = await run.deps.images.generate_image(
-            prompt,
-            run.call(sid, IMAGES, number),
-            width=run.width,
-            height=run.height,
-            seed=seed,
-            reference=sheet,
-        )
-    except ImageRejected as exc:  # the provider checked it already (and did not cache it)
-        return f"scene {number}: {exc}"
-    try:
-        await asyncio.to_thread(inspect_png, image.png, width=run.width, height=run.height)
-    except ImageCheckError as exc:
-        return f"scene {number}: {exc}"
-    store = run.deps.store
-    key = store.key_for("images", sid, image.png, ".png")
-    uri = await asyncio.to_thread(store.put, key, image.png)
-    thumb = await asyncio.to_thread(thumbnail_jpeg, image.png, (160, 120)) if number == 1 else b""
-    prov = image.provenance.model_copy(update={"input_fingerprint": fingerprint, "seed": seed})
-    # The PNG bytes go out of scope here: a batch never holds all its images in memory.
-    return {
-        "story_id": sid,
-        "scene_number": number,
-        "text": text,
-        "image_prompt": prompt,
-        "image_uri": uri,
-        "image_sha256": key.rsplit("/", 1)[1].removesuffix(".png"),
-        "image_seed": seed,
-        "provenance": prov.model_dump(),
-        "thumbnail": thumb,
-    }
+def _subject(story, visual: VisualProfile, row: dict, prompt: str, sheet: bytes) -> ReviewSubject:
+    side = story.side_character
+    return ReviewSubject(
+        scene_number=int(row["scene_number"]),
+        text=row["text"],
+        moment=row["moment"],
+        prompt=prompt,
+        child_name=story.child_profile.name,
+        age=story.child_profile.age,
+        card=visual.character_prompt,
+        friend=visual.side_character_prompt if side.exists else "",
+        sheet=sheet,
+    )

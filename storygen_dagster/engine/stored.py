@@ -15,11 +15,19 @@ from storygen_dagster.domain.checks import (
 from storygen_dagster.domain.images import ImageCheckError, inspect_png
 from storygen_dagster.engine.book import content_safety
 from storygen_dagster.engine.context import StoryRun
+from storygen_dagster.engine.illustrations import illustrations_reviewed
 from storygen_dagster.engine.likeness import character_consistent
 from storygen_dagster.engine.outcomes import StageError
 from storygen_dagster.engine.print_books import check_stored_preflight
 from storygen_dagster.engine.review import check_approved
-from storygen_dagster.engine.vocabulary import ASSETS, IMAGES, SHEET, STORY_FIELDS, STRUCTURED
+from storygen_dagster.engine.vocabulary import (
+    ASSETS,
+    IMAGES,
+    REVIEW_CHECK,
+    SHEET,
+    STORY_FIELDS,
+    STRUCTURED,
+)
 from storygen_dagster.storage import reads
 from storygen_dagster.storage.staleness import out_of_date
 
@@ -69,6 +77,11 @@ async def check_stored(run: StoryRun, sid: str) -> None:
     if sheet and run.check_selected(SHEET, "images_valid"):
         check(SHEET, "images_valid", await _bad_images(run, [{**sheet, "scene_number": 0}]))
     await character_consistent(run, sid)
+    if run.check_selected(IMAGES, REVIEW_CHECK):  # the stored verdicts; no provider call
+        try:
+            await illustrations_reviewed(run, sid)
+        except StageError as exc:
+            failures.append(exc)
     texts = story_texts(
         story,
         {int(r["scene_number"]): r["moment"] for r in scenes},

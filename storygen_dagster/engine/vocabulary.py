@@ -28,6 +28,7 @@ __all__ = [
     "IMAGES",
     "MOMENTS",
     "PDF",
+    "REVIEW_CHECK",
     "SHEET",
     "STORY_FIELDS",
     "STRUCTURED",
@@ -35,6 +36,9 @@ __all__ = [
     "VISUAL",
     "CheckDef",
 ]
+
+# The picture review's check on scene_images (issue 16); also the ledger's asset of its calls.
+REVIEW_CHECK = "illustrations_reviewed"
 
 # The code version of each asset: the prompt template's version for LLM assets, so a value
 # built by an older prompt is visible as built by older code.
@@ -99,6 +103,19 @@ CHECKS = (
         "colour-histogram intersection of the figure where the painter placed it with the "
         f"sheet's figure, per scene (passes at >= {LIKENESS_THRESHOLD}); with a character judge "
         "(the vision review), its verdict. WARN: reported, never stops a story.",
+        blocking=False,
+        warn=True,
+    ),
+    CheckDef(
+        IMAGES,
+        REVIEW_CHECK,
+        "Every scene picture reviewed (STORYGEN_VISION_MODEL: a vision model, the offline "
+        "checks, or none): the moment depicted, the child as the character card and sheet, the "
+        "friend present when the text names one, no text in the picture, nothing unsafe for the "
+        "child's age. A failing picture is redrawn with the reviewer's fix at most "
+        "STORYGEN_MAX_REDRAWS times; one still failing is kept and flagged (WARN), or, when it "
+        "fails the safety criterion, holds the story as needs_review (ERROR, never published). "
+        "Metadata: each scene's verdicts and redraws, the review's calls and cost.",
         blocking=False,
         warn=True,
     ),

@@ -10,7 +10,10 @@ from storygen_dagster.providers.base import ImageService, StoryLLM
 from storygen_dagster.providers.calls import ProviderCalls
 from storygen_dagster.providers.http import ProviderHttp
 from storygen_dagster.providers.images_http import HttpImageService
+from storygen_dagster.providers.offline_review import OfflinePictureReviewer
 from storygen_dagster.providers.openai_chat import OpenAIChatLLM
+from storygen_dagster.providers.reviewer import PictureReviewer
+from storygen_dagster.providers.vision_chat import OpenAIVisionReviewer
 from storygen_dagster.settings import Settings
 from storygen_dagster.storage.objects import ObjectStore
 
@@ -53,8 +56,21 @@ def check_reference(provider: str, model: str, mode: str) -> str:
         raise ProviderConfigError(str(exc)) from None
 
 
+def vision_key(settings: Settings) -> str | None:
+    return _secret(settings.vision_api_key) or _secret(settings.llm_api_key)
+
+
+def check_vision(model: str, api_key: str | None) -> None:
+    if model not in ("offline", "none") and not api_key:
+        raise ProviderConfigError(
+            f"STORYGEN_VISION_MODEL={model} needs STORYGEN_VISION_API_KEY (or "
+            "STORYGEN_LLM_API_KEY); use offline or none for no vision model"
+        )
+
+
 def check_settings(settings: Settings) -> None:
     """The CLI calls this before it touches the database or starts a run."""
+    check_vision(settings.vision_model, vision_key(settings))
     check_llm(settings.llm_provider, _secret(settings.llm_api_key))
     check_images(settings.image_provider, _secret(settings.image_api_key))
     check_reference(settings.image_provider, settings.image_model, settings.image_reference)
@@ -133,6 +149,43 @@ def build_image_service(
 def libpq_url(engine: sa.Engine) -> str:
     """The engine's database as a libpq URL (the shared limits' psycopg pool)."""
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def build_reviewer(
+    settings: Settings,
+    engine: sa.Engine | None,
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> PictureReviewer | None:
+    """The picture reviewer STORYGEN_VISION_MODEL names: None for `none`, the offline checks
+    for `offline`, else that model behind the OpenAI-compatible chat endpoint."""
+    model = model or settings.vision_model
+    if model == "none":
+        return None
+    if model == "offline":
+        return OfflinePictureReviewer()
+    key = api_key or vision_key(settings)
+    check_vision(model, key)
+    if engine is None:
+        raise ProviderConfigError("a vision model needs the database for its call cache")
+    http = ProviderHttp(
+        provider="openai",
+        base_url=base_url or settings.vision_base_url or settings.llm_base_url,
+        api_key=key,
+        rpm=settings.vision_rpm,
+        read_timeout_s=settings.llm_read_timeout_s,
+        settings=settings,
+        limit_name="vision:openai",
+        database_url=libpq_url(engine),
+    )
+    chat = OpenAIChatLLM(
+        ProviderCalls(http, model, engine, settings),
+        max_tokens=settings.vision_max_tokens,
+        temperature=0.0,  # a judgement, not a story: the same picture, the same verdict
+    )
+    return OpenAIVisionReviewer(chat)
 
 
 def current_models(settings: Settings) -> dict[str, str]:

@@ -28,6 +28,7 @@ from storygen_dagster.providers.base import (
     ProviderError,
 )
 from storygen_dagster.providers.calls import CallOutcome, ProviderCalls, image_cost
+from storygen_dagster.providers.reference import png_data_uri
 from storygen_dagster.storage.objects import ObjectStore
 
 ENDPOINT = "images/generations"
@@ -97,8 +98,7 @@ class HttpImageService(ImageService):
         """(the request as keyed and ledgered, the request as sent, or None: the same)."""
         if png is None or not self.uses_reference:
             return body, None
-        uri = "data:image/png;base64," + base64.b64encode(png).decode()
-        marker = f"data:image/png;sha256={content_hash(png)};bytes={len(png)}"
+        marker, uri = png_data_uri(png)
         if self.reference == "image_url":
             return {**body, "image_url": marker}, {**body, "image_url": uri}
         return {**body, "reference_images": [marker]}, {**body, "reference_images": [uri]}

@@ -25,6 +25,27 @@ SYSTEM = (
 )
 
 
+# A picture's input tokens, at most (OpenAI's high detail for a 1024x768 picture: 765; a
+# 2048-side picture ~1105): what the budget check assumes before the reply says.
+IMAGE_TOKENS = 1105
+
+
+def _with_images(body: dict, images: dict[str, str]) -> dict:
+    """The request as sent: each picture marker in a content part replaced by its data URI."""
+
+    def part(p: Any) -> Any:
+        if isinstance(p, dict) and p.get("type") == "image_url":
+            url = p["image_url"]["url"]
+            return {**p, "image_url": {**p["image_url"], "url": images.get(url, url)}}
+        return p
+
+    messages = [
+        {**m, "content": [part(p) for p in m["content"]]} if isinstance(m["content"], list) else m
+        for m in body["messages"]
+    ]
+    return {**body, "messages": messages}
+
+
 def _repair_messages(bad: InvalidReply) -> list[dict[str, str]]:
     """Show the model its reply and exactly what is wrong with it."""
     what = "does not fit the request" if bad.kind == "request" else "did not match the schema"
@@ -64,23 +85,27 @@ class OpenAIChatLLM(StoryLLM):
             },
         }
 
-    def _prompt_tokens(self, body: dict) -> int:
-        # Upper bound: ~4 characters a token.
+    def _prompt_tokens(self, body: dict, images: int) -> int:
+        # Upper bound: ~4 characters a token, IMAGE_TOKENS a picture.
         chars = len(json.dumps(body["messages"])) + len(json.dumps(body["response_format"]))
-        return chars // 4
+        return chars // 4 + images * IMAGE_TOKENS
 
-    def _estimate(self, body: dict) -> float:
+    def _estimate(self, body: dict, images: int) -> float:
         # Upper bound: the prompt, and the whole max_tokens out.
-        return chat_cost(self.calls.price, self._prompt_tokens(body), self.max_tokens)
+        return chat_cost(self.calls.price, self._prompt_tokens(body, images), self.max_tokens)
 
-    async def _call(self, ctx: CallContext, client, body: dict) -> CallOutcome:
+    async def _call(
+        self, ctx: CallContext, client, body: dict, images: dict[str, str] | None = None
+    ) -> CallOutcome:
+        wire = _with_images(body, images) if images else None
         out = await self.calls.fetch(
             ctx,
             client,
             ENDPOINT,
             body,
-            estimate_usd=self._estimate(body),
-            tokens=self._prompt_tokens(body) + self.max_tokens,
+            estimate_usd=self._estimate(body, len(images or {})),
+            wire=wire,
+            tokens=self._prompt_tokens(body, len(images or {})) + self.max_tokens,
         )
         if not out.cached:
             usage = (out.response or {}).get("usage") or {}
@@ -105,15 +130,30 @@ class OpenAIChatLLM(StoryLLM):
             {"role": "system", "content": SYSTEM.format(name=response_model.__name__)},
             {"role": "user", "content": prompt.text},
         ]
+        return await self.complete(ctx, prompt, messages, response_model, rules)
+
+    async def complete(
+        self,
+        ctx: CallContext,
+        prompt: RenderedPrompt,
+        messages: list[dict],
+        response_model: type[T],
+        rules: ReplyRules = NO_RULES,
+        *,
+        images: dict[str, str] | None = None,
+    ) -> Generated[T]:
+        """One validated reply to `messages`, with one repair attempt. `images`: marker ->
+        data URI, the pictures the messages name by marker (keyed and ledgered by the marker,
+        sent as the data URI)."""
         body = self._body(messages, response_model, rules)
         async with self.calls.http.client() as client:
-            first = await self._call(ctx, client, body)
+            first = await self._call(ctx, client, body, images)
             try:
                 parsed = self._parse(ctx, first, response_model, rules)
             except InvalidReply as bad:
                 await self._record(ctx, first, body, "failed", f"invalid reply: {bad}")
                 repair = self._body([*messages, *_repair_messages(bad)], response_model, rules)
-                second = await self._call(ctx, client, repair)
+                second = await self._call(ctx, client, repair, images)
                 try:
                     parsed = self._parse(ctx, second, response_model, rules)
                 except InvalidReply as again:

@@ -11,7 +11,10 @@ know. An explicit mode the model is known not to take, or any mode on the OpenAI
 
 from __future__ import annotations
 
+import base64
 import logging
+
+from storygen_dagster.domain.ids import content_hash
 
 log = logging.getLogger("storygen.providers")
 
@@ -26,6 +29,13 @@ TOGETHER_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("flux.1.1-pro", ()),
     ("flux.1-pro", ()),
 )
+
+
+def png_data_uri(png: bytes) -> tuple[str, str]:
+    """(the marker a request is keyed and ledgered with, the data URI actually sent): megabytes
+    of base64 never reach the call cache, and the key still changes with the picture."""
+    marker = f"data:image/png;sha256={content_hash(png)};bytes={len(png)}"
+    return marker, "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 class ReferenceConfigError(ValueError):

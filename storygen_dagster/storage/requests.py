@@ -242,7 +242,8 @@ def finish_from_stories(
                 story_requests.c.run_id.in_(run_ids),
             )
             settled = run_error is None or (
-                not run_level and status in ("succeeded", "failed", "held", "awaiting_review")
+                not run_level
+                and status in ("succeeded", "failed", "held", "awaiting_review", "needs_review")
             )
             if settled:
                 values = _outcome(status, error or run_error, run_id)

@@ -5,7 +5,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
 
-STORY_STATUSES = ("pending", "generating", "succeeded", "failed", "held", "awaiting_review")
+STORY_STATUSES = (
+    "pending",
+    "generating",
+    "succeeded",
+    "failed",
+    "held",
+    "awaiting_review",
+    "needs_review",  # a picture failed the review's safety criterion (migration 0015)
+)
 SOURCES = ("ai", "user")
 
 _now = sa.text("now()")
@@ -177,4 +185,33 @@ budget_holds = sa.Table(
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("usd", sa.Numeric(12, 6), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+
+# One row per review of a scene picture (migration 0015): round 0 is the first picture, 1.. its
+# redraws; `verdicts` is {criterion: {"passed": bool, "reason": str}}.
+picture_reviews = sa.Table(
+    "picture_reviews",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "story_id", sa.Text, sa.ForeignKey("stories.story_id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("scene_number", sa.SmallInteger, nullable=False),
+    sa.Column("round", sa.SmallInteger, nullable=False),
+    sa.Column("image_sha256", sa.Text, nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("safety_failed", sa.Boolean, nullable=False),
+    sa.Column("verdicts", JSONB, nullable=False),
+    sa.Column("suggested_fix", sa.Text, nullable=False, server_default=""),
+    sa.Column("reviewer", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("prompt_version", sa.Text),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Numeric(12, 6), nullable=False, server_default="0"),
+    sa.Column("cached", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.UniqueConstraint("story_id", "scene_number", "round", "image_sha256", "updated_by"),
 )

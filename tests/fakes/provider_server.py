@@ -32,6 +32,7 @@ from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.providers import offline
 from storygen_dagster.providers.offline_painter import paint, paint_scene
 from tests.fakes.schema_model import add_quirks, conform, reply_from_schema
+from tests.fakes.vision import prompt_text, review_value
 
 
 @dataclass
@@ -112,6 +113,8 @@ class FakeProvider:
         # Words the fake moderation endpoint flags (as category "violence").
         self.flag_words: set[str] = set()
         self.seen: list[Seen] = []
+        # The vision reviewer's scripted verdicts per scene (tests/fakes/vision.py).
+        self.review_script: dict[int, deque[dict]] = {}
         self.files: dict[str, bytes] = {}
         self.delay_s = 0.0  # every request, for concurrency tests
         # Paint one picture per size and serve it for every prompt (the benchmark: the
@@ -152,6 +155,18 @@ class FakeProvider:
 
     def queue(self, kind: str, *faults: dict) -> None:
         self.script[kind].extend(faults)
+
+    def reject(self, scene: int, *verdicts: dict) -> None:
+        """The next reviews of `scene` fail: each {"fail": {criterion: reason}, "fix": str}."""
+        self.review_script.setdefault(scene, deque()).extend(verdicts)
+
+    def reviews(self) -> list[Seen]:
+        """The picture reviews seen (chat requests with image content parts)."""
+        return [
+            s
+            for s in self.seen
+            if s.kind == "chat" and isinstance(s.body["messages"][1]["content"], list)
+        ]
 
     def count(self, kind: str | None = None) -> int:
         return sum(1 for s in self.seen if kind is None or s.kind == kind)
@@ -235,10 +250,13 @@ class FakeProvider:
         rng = random.Random(content_hash(body))
         if fault.get("schema_only", self.schema_only):
             value = reply_from_schema(fmt["schema"], rng)
+        elif fmt["name"] == "PictureReviewReply":
+            with self.lock:
+                value = conform(review_value(prompt_text(body), self.review_script), fmt["schema"])
         else:
-            value = conform(
-                canned_value(fmt["name"], body["messages"][1]["content"]), fmt["schema"]
-            )
+            value = conform(canned_value(fmt["name"], prompt_text(body)), fmt["schema"])
+        for criterion in fault.get("drop_criteria", ()):  # a host that ignores the schema
+            value.pop(criterion, None)
         if fault.get("drop_scenes") and isinstance(value.get("scenes"), list):
             value["scenes"] = value["scenes"][: -fault["drop_scenes"]]
             value["story_meta"]["scene_count"] = len(value["scenes"])

@@ -20,6 +20,7 @@ from storygen_dagster.defs.resources import (
     ImageServiceResource,
     ModerationResource,
     ObjectStoreResource,
+    PictureReviewerResource,
     StoryDatabase,
     StoryLLMResource,
 )
@@ -71,6 +72,7 @@ def story_assets(
     llm: StoryLLMResource,
     images: ImageServiceResource,
     moderation: ModerationResource,
+    reviewer: PictureReviewerResource,
 ):
     """Every selected story asset for every story in the run (see the module docstring)."""
     # A run launched by the daemon has its own instance: pool its event-log connections too.
@@ -89,6 +91,8 @@ def story_assets(
         blocklist=tuple(settings.content_blocklist or ()) or DEFAULT_BLOCKLIST,
         moderation=moderation.client(),
         printing=PrintSettings.from_settings(settings),
+        reviewer=reviewer.client(engine),
+        max_redraws=reviewer.redraws(),
     )
     options = RunOptions(
         by=f"run:{context.run.run_id}",
@@ -209,7 +213,7 @@ def _error_text(exc: Exception) -> str:
 
 def _record_failure(engine, by: str, sid: str, exc: Exception) -> tuple[str, str]:
     error = _error_text(exc)
-    status = "held" if isinstance(exc, StageError) and exc.hold else "failed"
+    status = exc.held_as if isinstance(exc, StageError) and exc.hold else "failed"
     log.error("story failed", extra={"story_id": sid, "error": error, "status": status})
     repo.mark_failed(engine, sid, error, by, status=status)
     return status, error
