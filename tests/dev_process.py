@@ -23,6 +23,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def dev_env(database_url: str, home: Path, **settings: str) -> dict[str, str]:
+    """The environment of a `storygen dev` child: none of this shell's STORYGEN_/DAGSTER_
+    settings; the test's database, a home of its own, the sensor every 5 s, the test pictures'
+    size (320x240), then `settings` (STORYGEN_... names)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
+    env.update(
+        STORYGEN_DATABASE_URL=database_url,
+        STORYGEN_HOME=str(home),
+        STORYGEN_REQUEST_SENSOR_INTERVAL_S="5",
+        STORYGEN_IMAGE_WIDTH="320",
+        STORYGEN_IMAGE_HEIGHT="240",
+    )
+    env.update(settings)
+    return env
+
+
 def start_dev(env: dict[str, str], port: int, log) -> subprocess.Popen:
     def child_setup():
         os.setsid()
@@ -49,7 +65,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
                 if resp.status == 200:
                     return
         except OSError:
-            time.sleep(1)
+            time.sleep(0.25)
     raise TimeoutError(f"{url} did not answer in {timeout}s")
 
 

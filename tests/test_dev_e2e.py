@@ -1,7 +1,6 @@
 """End to end with the real daemon: `storygen dev` (webserver + daemon) on a fresh instance,
 requests inserted with plain SQL, statuses watched until they settle."""
 
-import os
 import subprocess
 import sys
 import time
@@ -11,19 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from storygen_dagster.storage import requests as queue
-from tests.dev_process import REPO, free_port, start_dev, stop, wait_http
+from tests.dev_process import REPO, dev_env, free_port, start_dev, stop, wait_http
 
 
 @pytest.mark.timeout(600)
 def test_requests_inserted_by_sql_become_books_via_the_daemon(tmp_path, database_url, engine):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
-    env.update(
-        STORYGEN_DATABASE_URL=database_url,
-        STORYGEN_HOME=str(tmp_path / "home"),
-        STORYGEN_REQUEST_SENSOR_INTERVAL_S="5",
-        STORYGEN_IMAGE_WIDTH="320",
-        STORYGEN_IMAGE_HEIGHT="240",
-    )
+    env = dev_env(database_url, tmp_path / "home")
     port = free_port()
     log = open(tmp_path / "dev.log", "w")  # closed in finally
     proc = start_dev(env, port, log)
@@ -43,7 +35,7 @@ def test_requests_inserted_by_sql_become_books_via_the_daemon(tmp_path, database
             rows = {r["story_id"] or r["id"]: r for r in queue.request_rows(engine)}
             if all(r["status"] in ("succeeded", "failed", "rejected") for r in rows.values()):
                 break
-            time.sleep(3)
+            time.sleep(0.5)
         statuses = {k: (r["status"], r["error"]) for k, r in rows.items()}
         assert rows["sql-1"]["status"] == "succeeded", (statuses, _tail(tmp_path))
         assert rows["sql-bad"]["status"] == "rejected" and "age" in rows["sql-bad"]["error"]

@@ -67,6 +67,19 @@ def test_an_unchanged_book_renders_to_identical_bytes(unicode_pdf):
     assert render_epub(_book(), PrintSettings()) == render_epub(_book(), PrintSettings())
 
 
+def test_dropping_the_layout_tables_before_output_changes_no_byte(monkeypatch):
+    """render_pdf drops GSUB/GPOS/GDEF from fontTools' copies of the fonts before fpdf2
+    subsets them (fpdf2 drops them from the embedded subset anyway; fontTools would first
+    decompile them whole). Rendered the slow way, the book is the same bytes."""
+    import storygen_dagster.books.pdf as pdf_module
+
+    # One scene in Latin, Vietnamese and Arabic (shaped) and Chinese (the fallback face).
+    book = _book(texts=["Nguyễn: عمر قال شكرا 美咲"], title="Zoë")
+    fast = render_pdf(book, PrintSettings())
+    monkeypatch.setattr(pdf_module, "_drop_layout_tables", lambda pdf: None)
+    assert render_pdf(book, PrintSettings()) == fast
+
+
 def test_fonts_add_a_cjk_face_only_when_the_text_needs_one():
     assert fonts_for("Maya, Zoë, Nguyễn, عمر").fallbacks == ()
     assert fonts_for("美咲").fallbacks[0].family == "KurintoSansSC"

@@ -3,7 +3,6 @@ waits for review having made no picture; `storygen approve` (a separate process)
 action, and the book appears (story_review_sensor launches the run)."""
 
 import logging
-import os
 import time
 
 import pytest
@@ -11,7 +10,7 @@ import sqlalchemy as sa
 
 from storygen_dagster.storage import requests as queue
 from tests.conftest import storygen
-from tests.dev_process import REPO, free_port, start_dev, stop, wait_http
+from tests.dev_process import REPO, dev_env, free_port, start_dev, stop, wait_http
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ def _wait(what, predicate, timeout=240):
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(1)
+        time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -30,19 +29,23 @@ def _one(engine, sql):
         return conn.execute(sa.text(sql)).scalar_one_or_none()
 
 
+def _ticks_after(engine, tick_id: int, sensor: str) -> int:
+    """Finished ticks of `sensor` after tick `tick_id` (the instance is in the same database)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "select count(*) from job_ticks where id > :id and status <> 'STARTED'"
+                " and tick_body like :name"
+            ),
+            {"id": tick_id, "name": f'%"{sensor}"%'},
+        ).scalar_one()
+
+
 @pytest.mark.timeout(600)
 def test_approval_alone_turns_a_held_request_into_a_book_via_the_daemon(
     tmp_path, database_url, engine
 ):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
-    env.update(
-        STORYGEN_DATABASE_URL=database_url,
-        STORYGEN_HOME=str(tmp_path / "home"),
-        STORYGEN_REQUEST_SENSOR_INTERVAL_S="5",
-        STORYGEN_IMAGE_WIDTH="320",
-        STORYGEN_IMAGE_HEIGHT="240",
-        STORYGEN_REVIEW="story",
-    )
+    env = dev_env(database_url, tmp_path / "home", STORYGEN_REVIEW="story")
     port = free_port()
     with open(tmp_path / "dev.log", "w") as dev_log:
         proc = start_dev(env, port, dev_log)
@@ -63,7 +66,16 @@ def test_approval_alone_turns_a_held_request_into_a_book_via_the_daemon(
             held_s = time.monotonic() - started
             assert _one(engine, "select status from stories") == "awaiting_review"
             assert _one(engine, "select count(*) from scenes where image_uri is not null") == 0
-            time.sleep(12)  # two more sensor intervals: still nothing is drawn
+            # Two more evaluations of each sensor that could launch a run: still nothing drawn.
+            last_tick = _one(engine, "select coalesce(max(id), 0) from job_ticks")
+            _wait(
+                "two more ticks of the request and review sensors",
+                lambda: all(
+                    _ticks_after(engine, last_tick, name) >= 2
+                    for name in ("story_request_sensor", "story_review_sensor")
+                ),
+                timeout=120,
+            )
             assert _one(engine, "select count(*) from scenes where image_uri is not null") == 0
 
             approved = storygen(["approve", "rev-1", "--by", "ruth"], env, REPO)

@@ -54,8 +54,11 @@ def dbt_project() -> DbtProject:
     if Path(dbt_executable()).parent == Path(bin_dir) and bin_dir not in os.environ["PATH"]:
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
-    # `dagster dev` re-parses on start; anywhere else parse when the manifest is missing or stale.
-    project.prepare_if_dev()
+    # Parsed when missing or stale, in every process. Not `project.prepare_if_dev()`: under
+    # `dagster dev` (DAGSTER_IS_DEV_CLI, inherited by every child) it ran `dbt parse` in the
+    # code server and again in every run worker (seconds of CPU per run), and rewrote
+    # manifest.json in place while other processes read it (a half-written manifest fails
+    # their import with a JSONDecodeError).
     if manifest_is_stale(project.manifest_path):
         project.preparer.prepare(project)
     return project
