@@ -5,6 +5,7 @@ port, readiness from /server_info."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -69,16 +70,23 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer in {timeout}s")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Ctrl-C to the group (dagster dev ignores SIGTERM), SIGKILL after a grace period."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+def stop(proc: subprocess.Popen, grace: float = 15) -> None:
+    """Ctrl-C to the group (dagster dev ignores SIGTERM), SIGKILL after a grace period; then
+    the rest of the group. dagster dev can exit before its children: a code server waiting on
+    a child of its own outlived its test by 45 minutes (seen 2026-12-03)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    deadline = time.monotonic() + grace
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if group_members(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def group_members(pgid: int) -> list[int]:
