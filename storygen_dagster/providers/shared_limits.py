@@ -37,6 +37,7 @@ RETRY_BUFFER_S = 0.02
 
 
 def tokens_per_window(tpm: int, window_s: float) -> int:
+    """A per-minute limit (requests or tokens) as its count per window of `window_s`."""
     return max(1, round(tpm * window_s / 60))
 
 
@@ -50,7 +51,7 @@ def rates_for(rpm: int, window_s: float) -> list[Rate]:
     """`rpm` as at most a second's worth at once (as the process-local limiter does, so 600
     RPM never fires 600 requests in one instant) and at most rpm * window / 60 per window."""
     burst = max(1, rpm // 60)
-    per_window = max(1, round(rpm * window_s / 60))
+    per_window = tokens_per_window(rpm, window_s)  # the same count per window, of requests
     return [
         Rate(burst, round(60_000 * burst / rpm)),
         Rate(per_window, round(window_s * 1000) + WINDOW_MARGIN_MS),
