@@ -37,6 +37,9 @@ from storygen_dagster.providers.shared_limits import close_shared_limits
 from storygen_dagster.storage import migrate
 from storygen_dagster.storage.db import get_engine, start_embedded_postgres
 
+# STORYGEN_TEST_CPU=FILE: per-test CPU and wall time, one JSON line per phase.
+pytest_plugins = ["tests.cpu_report"]
+
 # Small images keep the suite fast; the demo and e2e tests use the real 1024x768.
 TEST_WIDTH, TEST_HEIGHT = 320, 240
 
