@@ -68,6 +68,10 @@ def make_database(pg_server_url):
         name = f"sgtest_{uuid.uuid4().hex[:12]}"
         source = f' template "{template}"' if template else ""
         execute(f'create database "{name}"{source}')
+        if template:
+            # A test's database need not survive a crash of the server: its commits do not
+            # wait for the WAL to reach the disk (the tests that kill a server run their own).
+            execute(f'alter database "{name}" set synchronous_commit = off')
         return make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
 
     def execute(sql: str) -> None:
