@@ -8,8 +8,10 @@ import time
 
 import pytest
 import redis
+import sqlalchemy as sa
 
 from bench.shared_limits import measure
+from storygen_dagster.providers import shared_limits
 from storygen_dagster.providers.base import ProviderError
 from storygen_dagster.providers.factory import libpq_url
 from storygen_dagster.providers.http import ProviderHttp
@@ -122,6 +124,42 @@ def test_a_token_that_reaches_its_caller_late_is_replaced_by_a_fresh_one(engine)
         limit.take_once = always_late  # type: ignore[method-assign]
         asyncio.run(limit.acquire())
         assert len(took) == MAX_RETAKES + 1  # bounded: then it is used as it is
+    finally:
+        close_shared_limits()
+
+
+@pytest.mark.timeout(120)
+def test_a_limit_outlives_its_connections_and_keeps_removing_old_items(engine, monkeypatch):
+    # A database restart ends every pooled connection: the next take gets a new one instead of
+    # failing its call, and old items keep being removed (the library's leak thread died on
+    # its first failed query and the bucket then grew for the life of the process).
+    monkeypatch.setattr(shared_limits, "LEAK_EVERY_S", 0.0)
+    name = f"cut-test-{time.time_ns()}"
+    limit = shared_rates(name, 600, 2.0, database_url=libpq_url(engine), redis_url=None)
+    table = f"ratelimit___storygen_{name.replace('-', '_')}"
+    count = sa.text(f"select count(*) from {table}")
+    # (a token that reached its caller late is taken again, the late one kept: hence >=)
+    older = sa.text(f"select count(*) from {table} where item_timestamp < to_timestamp(:t)")
+    try:
+        for _ in range(3):
+            asyncio.run(limit.acquire())
+        with engine.connect() as conn:
+            cut = conn.execute(
+                sa.text(
+                    "select count(pg_terminate_backend(pid)) from pg_stat_activity"
+                    " where datname = current_database() and pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert cut >= 1  # the limit's pooled connection among them
+        asyncio.run(limit.acquire())
+        with engine.connect() as conn:
+            assert conn.execute(count).scalar_one() >= 4
+        time.sleep(2.0 + shared_limits.WINDOW_MARGIN_MS / 1000 + 0.3)  # past the longest window
+        before_last = time.time() - 0.2
+        asyncio.run(limit.acquire())
+        with engine.connect() as conn:
+            assert conn.execute(count).scalar_one() >= 1
+            assert conn.execute(older, {"t": before_last}).scalar_one() == 0  # old ones gone
     finally:
         close_shared_limits()
 

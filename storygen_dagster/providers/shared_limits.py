@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pyrate_limiter import AbstractBucket, Limiter, Rate, RateItem
+from pyrate_limiter import AbstractBucket, Limiter, Rate, RateItem, SingleBucketFactory
 
 log = logging.getLogger("storygen.providers")
 
@@ -34,6 +34,10 @@ STALE_S = 0.75 * WINDOW_MARGIN_MS / 1000  # leaves 0.25 s for the event loop and
 MAX_RETAKES = 3
 # After a refused try, wait what the bucket says plus this, then try again with a new stamp.
 RETRY_BUFFER_S = 0.02
+# How often a take also removes the bucket's items older than its longest window. Not the
+# library's leak thread: one failed query (the database restarting) ended that thread for
+# the life of the process, and the bucket then grew without bound.
+LEAK_EVERY_S = 10.0
 
 
 def tokens_per_window(tpm: int, window_s: float) -> int:
@@ -74,6 +78,7 @@ class SharedRates:
     limiter: Limiter
     pauses: PauseStore
     thread: concurrent.futures.ThreadPoolExecutor
+    next_leak: float = 0.0  # time.monotonic() of the next leak (take_once's thread only)
 
     async def acquire(self, weight: int = 1) -> float:
         """Wait for this limit and take a token; returns when it was taken (time.monotonic(),
@@ -115,11 +120,20 @@ class SharedRates:
         assert isinstance(item, RateItem)  # a synchronous bucket: Postgres or Redis
         bucket = factory.get(item)
         assert isinstance(bucket, AbstractBucket)
+        if time.monotonic() >= self.next_leak:
+            self.next_leak = time.monotonic() + LEAK_EVERY_S
+            self._leak(bucket, item.timestamp)
         if bucket.put(item):
             return 0.0
         wait_ms = bucket.waiting(item)
         assert isinstance(wait_ms, int)
         return max(wait_ms, 0) / 1000 + RETRY_BUFFER_S
+
+    def _leak(self, bucket: AbstractBucket, now_ms: int) -> None:
+        try:
+            bucket.leak(now_ms)
+        except Exception as exc:  # the next take tries again; the put says if the store is gone
+            log.debug("%s: could not remove old items: %s", self.name, exc)
 
     async def pause(self, seconds: float) -> None:
         log.warning(
@@ -151,7 +165,8 @@ def shared_rates(
             rates = (token_rates_for if tokens else rates_for)(rpm, window_s)
             bucket, pauses = _backend(name, rates, database_url, redis_url)
             executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"rate-{name}")
-            found = _limits[key] = SharedRates(name, Limiter(bucket), pauses, executor)
+            limiter = Limiter(SingleBucketFactory(bucket, schedule_leak=False))
+            found = _limits[key] = SharedRates(name, limiter, pauses, executor)
     return found
 
 
@@ -182,6 +197,9 @@ def _backend(name: str, rates: list[Rate], database_url: str, redis_url: str | N
             min_size=1,
             max_size=4,
             open=True,
+            # After a database restart every pooled connection is dead: each one is checked
+            # when taken from the pool and replaced, not handed to a take that then fails.
+            check=ConnectionPool.check_connection,
             kwargs={"autocommit": False},
             name="storygen-limits",
         )
