@@ -89,6 +89,19 @@ def get_engine(url: str) -> sa.Engine:
     return engine
 
 
+# Set while a CLI command's own watch (storage/outages.py `exit_if_database_lost`) tells the
+# user about an outage on the console: the engines then log theirs at debug only. Their
+# warning, logged from inside a Dagster step, goes to Dagster's event log first, which is on
+# the same lost server: it could come out late or not at all (seen once in 364 tests).
+console_watch = threading.Event()
+
+
+def _outage_level(quiet: bool) -> int | None:
+    if quiet:
+        return None
+    return logging.DEBUG if console_watch.is_set() else logging.WARNING
+
+
 def wait_out_outages(engine: sa.Engine, *, quiet: bool = False) -> None:
     """Once this engine has connected, a connect that fails is retried every 0.5 s until the
     server is back, for at most the outage grace counted from the first failure (shared by
@@ -111,8 +124,10 @@ def wait_out_outages(engine: sa.Engine, *, quiet: bool = False) -> None:
                     if first:
                         state["down_since"] = time.monotonic()
                     down_for = time.monotonic() - state["down_since"]
-                if first and not quiet:
-                    log.warning(
+                level = _outage_level(quiet)
+                if first and level is not None:
+                    log.log(
+                        level,
                         "database unreachable, waiting up to %.0f s for it: %s",
                         outage_grace_s(),
                         str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
@@ -124,8 +139,10 @@ def wait_out_outages(engine: sa.Engine, *, quiet: bool = False) -> None:
                 continue
             with lock:
                 since, state["up"], state["down_since"] = state["down_since"], True, None
-            if since is not None and not quiet:
-                log.warning(
+            level = _outage_level(quiet)
+            if since is not None and level is not None:
+                log.log(
+                    level,
                     "database back after %.1f s",
                     time.monotonic() - since,
                     extra={"operation": "db_outage"},

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from storygen_dagster.storage.db import (
     CONNECT_TIMEOUT_S,
     app_url,
+    console_watch,
     mask_url,
     outage_grace_s,
     release_embedded_handle,
@@ -114,8 +115,10 @@ def _probe(url: str) -> str | None:
 def exit_if_database_lost(
     url: str, *, grace_s: float | None = None, every_s: float = 1.0
 ) -> Iterator[None]:
-    """While the block runs, probe the database every `every_s`; once it has not answered for
-    `grace_s` (the outage grace), print one error line and end the process with
+    """While the block runs, probe the database every `every_s`: when it stops answering, say
+    so on stderr ("database unreachable, waiting up to N s") and when it is back ("database
+    back after N s"); once it has not answered for `grace_s` (the outage grace), print one
+    error line and end the process with
     EXIT_DATABASE_UNREACHABLE. Nothing else ends it in time: each Dagster event write of the
     run waits (or, without our pooled instance, retries for ~11.4 s) before it is dropped,
     the writes queue behind one logging lock, and a batch makes hundreds (measured before
@@ -123,14 +126,24 @@ def exit_if_database_lost(
     grace = outage_grace_s() if grace_s is None else grace_s
     stop = threading.Event()
 
+    def say(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
     def watch() -> None:
-        last_ok = time.monotonic()
+        last_ok, down = time.monotonic(), False
         while not stop.wait(every_s):
             error = _probe(url)
             now = time.monotonic()
             if error is None:
-                last_ok = now
-            elif now - last_ok >= grace and not stop.is_set():
+                if down:
+                    say(f"database back after {now - last_ok:.1f} s")
+                last_ok, down = now, False
+                continue
+            if not down:
+                down = True
+                say(f"database unreachable, waiting up to {grace:.0f} s for it: {error}")
+            if now - last_ok >= grace and not stop.is_set():
                 sys.stdout.flush()
                 sys.stderr.write(
                     f"Error: the database is unreachable ({mask_url(url)}) for {now - last_ok:.0f}"
@@ -143,9 +156,11 @@ def exit_if_database_lost(
                 os._exit(EXIT_DATABASE_UNREACHABLE)
 
     watcher = threading.Thread(target=watch, name="storygen-db-watch", daemon=True)
+    console_watch.set()
     watcher.start()
     try:
         yield
     finally:
         stop.set()
         watcher.join(timeout=every_s + CONNECT_TIMEOUT_S + 1)
+        console_watch.clear()
