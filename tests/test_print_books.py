@@ -3,6 +3,7 @@ pictures embedded, text in any script extractable, the EPUB through epubcheck, t
 warning and failure, and a text edit re-rendering both files without a provider call."""
 
 import io
+import itertools
 import shutil
 import subprocess
 import zipfile
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pypdf import PdfReader, PdfWriter
-from pypdf.generic import DictionaryObject, NameObject
+from pypdf.generic import ContentStream, DictionaryObject, NameObject
 
 from storygen_dagster.books.epub import book_identifier, render_epub
 from storygen_dagster.books.fonts import FontError, fonts_for
@@ -161,3 +162,73 @@ def test_epub_passes_epubcheck(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 fatals / 0 errors / 0 warnings" in done.stdout
+
+
+def _visible_pictures(page) -> list[tuple[float, float, float, float]]:
+    """The part of each image the page shows, (x0, y0, x1, y1) in points: the image's box
+    (from the current matrix) cut by the clip rectangle it is drawn in."""
+
+    def cut(a, b):
+        return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+
+    ctm, clip, rect = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0), None, None
+    stack, shown = [], []
+    for operands, operator in ContentStream(page.get_contents(), page.pdf).operations:
+        if operator == b"q":
+            stack.append((ctm, clip))
+        elif operator == b"Q":
+            ctm, clip = stack.pop()
+        elif operator == b"cm":
+            a, b, c, d, e, f = (float(v) for v in operands)
+            a2, b2, c2, d2, e2, f2 = ctm
+            ctm = (
+                a * a2 + b * c2,
+                a * b2 + b * d2,
+                c * a2 + d * c2,
+                c * b2 + d * d2,
+                e * a2 + f * c2 + e2,
+                e * b2 + f * d2 + f2,
+            )
+        elif operator == b"re":  # fpdf2 draws at the identity matrix: user space is the page
+            x, y, w, h = (float(v) for v in operands)
+            rect = (min(x, x + w), min(y, y + h), max(x, x + w), max(y, y + h))
+        elif operator == b"W" and rect is not None:
+            clip = rect if clip is None else cut(clip, rect)
+        elif operator == b"Do":
+            a, _, _, d, e, f = ctm
+            box = (e, f, e + a, f + d)
+            shown.append(box if clip is None else cut(box, clip))
+    return [tuple(round(v, 2) for v in box) for box in shown]
+
+
+def _text_runs(page) -> list[tuple[float, float, float, str]]:
+    """(baseline y, x, font size, text) of every text run drawn on the page."""
+    runs = []
+
+    def visit(text, cm, tm, font, size):
+        if text.strip():
+            runs.append((tm[5] * cm[3] + cm[5], tm[4] * cm[0] + cm[4], size, text.strip()))
+
+    page.extract_text(visitor_text=visit)
+    return runs
+
+
+def test_a_long_title_on_the_back_cover_stays_clear_of_the_credit():
+    """At a small trim a long title used to run into "Made with storygen" and push the blurb
+    under it, past the safe area: now the title and blurb are set smaller, then the picture
+    shrinks, and every line sits above the one below it."""
+    title = (
+        "Maya and the Very Curious Little Fox Who Lived Under the Old Oak Tree by the River: "
+        "A Story of Sharing and Kindness"
+    )
+    settings = PrintSettings(trim_in=6)
+    reader = PdfReader(io.BytesIO(render_pdf(_book(texts=TEXTS[:1], title=title), settings)))
+    back = reader.pages[-1]
+    runs = _text_runs(back)
+    assert runs[-1][3] == "Made with storygen" and "Kindness" in " ".join(r[3] for r in runs)
+    for (y, _, _, upper), (below, _, size, lower) in itertools.pairwise(runs):
+        assert y - below >= size, f"{upper!r} overlaps {lower!r}"
+    safe = settings.bleed_pt + 0.375 * 72
+    assert runs[-1][0] >= safe - 3  # the credit's baseline at the safe area (descenders aside)
+    [(_, picture_bottom, _, _)] = _visible_pictures(back)
+    assert picture_bottom > runs[0][0] + runs[0][2]  # the title starts under the picture
