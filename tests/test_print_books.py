@@ -213,6 +213,41 @@ def _text_runs(page) -> list[tuple[float, float, float, str]]:
     return runs
 
 
+def test_a_configured_trim_and_bleed_set_the_boxes_and_pictures_reach_the_bleed(monkeypatch):
+    """STORYGEN_PRINT_TRIM_IN=8 / _BLEED_IN=0.25 (trims are square: one setting for both
+    sides). The page is 8.5 in = 612 pt, the trim 18 pt in from every edge; the cover's
+    picture covers the whole page and each scene's runs to the left, right and top edges (the
+    bleed); text stays inside the trim."""
+    monkeypatch.setenv("STORYGEN_PRINT_TRIM_IN", "8")
+    monkeypatch.setenv("STORYGEN_PRINT_BLEED_IN", "0.25")
+    settings = PrintSettings.from_settings(Settings())
+    assert (settings.trim_in, settings.bleed_in, settings.page_pt) == (8, 0.25, 612)
+    pdf = render_pdf(_book(texts=TEXTS[:2]), settings)
+    reader = PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 8
+    for page in reader.pages:
+        assert [float(v) for v in page.mediabox] == [0, 0, 612, 612]
+        assert [float(v) for v in page.trimbox] == [18, 18, 594, 594]
+        assert [float(v) for v in page["/BleedBox"]] == [0, 0, 612, 612]
+        for y, x, _, text in _text_runs(page):
+            assert 18 < x < 594 and 18 < y < 594, (text, x, y)
+    plan = page_plan([1, 2])
+    assert _visible_pictures(reader.pages[plan.index("cover")]) == [(0, 0, 612, 612)]
+    for scene in ("scene:1", "scene:2"):
+        [(x0, y0, x1, y1)] = _visible_pictures(reader.pages[plan.index(scene)])
+        assert (x0, x1, y1) == (0, 612, 612) and y0 > 18, scene  # the text below, in the trim
+    [back] = _visible_pictures(reader.pages[plan.index("back")])
+    assert 18 < back[0] < back[2] < 594  # the back cover's picture is framed, in the trim
+    assert (
+        preflight(pdf, PrintSettings(trim_in=8, bleed_in=0.25, min_dpi=20), [1, 2]).problems == []
+    )
+    assert (
+        preflight(pdf, PrintSettings(min_dpi=20), [1, 2])
+        .errors[0]
+        .startswith("page 1: MediaBox [0.0, 0.0, 612.0, 612.0] is not 630.0 pt square")
+    )
+
+
 def test_a_long_title_on_the_back_cover_stays_clear_of_the_credit():
     """At a small trim a long title used to run into "Made with storygen" and push the blurb
     under it, past the safe area: now the title and blurb are set smaller, then the picture
