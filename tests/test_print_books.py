@@ -10,6 +10,7 @@ import zipfile
 from datetime import UTC, datetime
 
 import pytest
+from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ContentStream, DictionaryObject, NameObject
 
@@ -267,3 +268,33 @@ def test_a_long_title_on_the_back_cover_stays_clear_of_the_credit():
     assert runs[-1][0] >= safe - 3  # the credit's baseline at the safe area (descenders aside)
     [(_, picture_bottom, _, _)] = _visible_pictures(back)
     assert picture_bottom > runs[0][0] + runs[0][2]  # the title starts under the picture
+
+
+def _font_file_removed(pdf: bytes) -> tuple[bytes, str]:
+    """The PDF with the first page's first font left unembedded (its FontFile2 removed, the
+    glyph metrics kept): what a printer's tools flag. Also the font's name."""
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
+    fonts = writer.pages[0]["/Resources"].get_object()["/Font"].get_object()
+    font = next(iter(fonts.values())).get_object()
+    assert font["/Subtype"] == "/Type0"  # fpdf2 embeds TrueType fonts as Type0 + CIDFontType2
+    descriptor = font["/DescendantFonts"][0].get_object()["/FontDescriptor"].get_object()
+    del descriptor[NameObject("/FontFile2")]
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue(), str(font["/BaseFont"]).lstrip("/")
+
+
+def test_preflight_fails_on_a_font_that_is_not_embedded(unicode_pdf):
+    settings = PrintSettings(min_dpi=20)
+    damaged, name = _font_file_removed(unicode_pdf)
+    assert "KurintoSans" in name  # e.g. "ABCDEF+KurintoSans-Bd", the subset fpdf2 wrote
+    report = preflight(damaged, settings, [1, 2, 3])
+    assert report.errors == [f"font {name} is not embedded"]
+    assert name in report.facts["fonts"]
+    # A core font (fpdf2's Helvetica: a name, no font file at all) is never embedded either.
+    core = FPDF(unit="pt", format=(settings.page_pt, settings.page_pt))
+    core.add_page()
+    core.set_font("Helvetica", size=12)
+    core.cell(text="Hello")
+    report = preflight(bytes(core.output()), settings, [1])
+    assert "font Helvetica is not embedded" in report.errors
