@@ -1,6 +1,8 @@
-"""The print PDF, the EPUB and the print preflight: pages and page boxes read back with pypdf,
-pictures embedded, text in any script extractable, the EPUB through epubcheck, the preflight's
-warning and failure, and a text edit re-rendering both files without a provider call."""
+"""The print PDF, the EPUB and the print preflight: pages and page boxes read back with pypdf
+(at the default and at a configured trim and bleed, pictures to the bleed), pictures embedded,
+text in any script extractable, a child's name in Latin, Vietnamese, CJK or Arabic script in
+the PDF, the EPUB and the HTML book, the back cover's lines clear of each other, the EPUB
+through epubcheck, and the preflight's warning and failures (picture, box, font)."""
 
 import io
 import itertools
@@ -11,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 from fpdf import FPDF
+from markupsafe import escape
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ContentStream, DictionaryObject, NameObject
 
@@ -18,7 +21,10 @@ from storygen_dagster.books.epub import book_identifier, render_epub
 from storygen_dagster.books.fonts import FontError, fonts_for
 from storygen_dagster.books.pdf import render_pdf
 from storygen_dagster.books.preflight import preflight
+from storygen_dagster.domain.book import Page, render_book
+from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.domain.printing import BookScene, PrintBook, PrintSettings, page_plan
+from storygen_dagster.providers.offline import story_for
 from storygen_dagster.providers.offline_painter import paint_scene
 from storygen_dagster.settings import Settings
 
@@ -298,3 +304,49 @@ def test_preflight_fails_on_a_font_that_is_not_embedded(unicode_pdf):
     core.cell(text="Hello")
     report = preflight(bytes(core.output()), settings, [1])
     assert "font Helvetica is not embedded" in report.errors
+
+
+NAMES = ["Zoë", "Łucja", "Nguyễn", "美咲", "عمر"]
+_PNG = paint_scene("a fox in a forest", 320, 240, 1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_name_in_any_script_renders_in_the_pdf_epub_and_html(name):
+    """The child's name through all three books, with an emoji in the title: the PDF's text
+    (extracted back with pypdf), the EPUB's XHTML and the HTML book keep the name; the emoji
+    may be drawn or dropped, the rest of the title stays."""
+    story = story_for(StoryRequest(child_name=name, scene_count=3))
+    title = f"{name} and the Fox 🦊"
+    story = story.model_copy(
+        update={"story_meta": story.story_meta.model_copy(update={"story_title": title})}
+    )
+    assert name in story.scenes[0].text  # the offline story says the name
+    scenes = [
+        BookScene(s.scene_number, s.text, f"{name} in scene {s.scene_number}", _PNG)
+        for s in story.scenes
+    ]
+    created = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    book = PrintBook("names-1", title, name, 5, "sharing", created, scenes)
+
+    reader = PdfReader(io.BytesIO(render_pdf(book, PrintSettings())))
+    pages = [page.extract_text() for page in reader.pages]
+    plan = page_plan([1, 2, 3])
+    for role in ("cover", "title", "back"):
+        assert name in pages[plan.index(role)], (role, pages[plan.index(role)])
+        assert "and the Fox" in pages[plan.index(role)]
+    assert name in pages[plan.index("scene:1")]
+
+    epub = zipfile.ZipFile(io.BytesIO(render_epub(book, PrintSettings())))
+    assert f"a story for {name}, age 5" in epub.read("OEBPS/title.xhtml").decode()
+    assert name in epub.read("OEBPS/scene-1.xhtml").decode()
+    assert f"<dc:title>{title}</dc:title>" in epub.read("OEBPS/content.opf").decode()
+
+    html = render_book(
+        "names-1",
+        story,
+        [Page(s.scene_number, s.text, f"{s.scene_number}.png", name) for s in story.scenes],
+        320,
+        240,
+    )
+    assert f"<title>{title}</title>" in html and f"A story for {name}, age" in html
+    assert f"<p>{escape(story.scenes[0].text)}</p>" in html
