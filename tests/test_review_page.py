@@ -78,9 +78,7 @@ def _csrf(client: httpx.Client) -> str:
     return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
-def test_decisions_without_the_token_or_a_valid_csrf_token_are_refused(
-    server, engine, monkeypatch
-):
+def test_decisions_without_the_token_or_a_valid_csrf_token_are_refused(server, engine, monkeypatch):
     anonymous = httpx.Client(base_url=server)
     assert "Reviewer token" in anonymous.get("/").text  # the stories need a sign-in too
     assert anonymous.post("/stories/page-a/approve", data={"csrf": "x"}).status_code == 403
