@@ -4,6 +4,7 @@ audit row and a runless `approved` check evaluation; story_review_sensor turns a
 the picture + book run and rejections into a new text (the note in the prompt) with no run
 launched by hand. Real Postgres, a real Dagster instance, the HTTP provider fake."""
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from storygen_dagster.cli import main
 from storygen_dagster.defs.automation.review import story_review_sensor
+from storygen_dagster.defs.automation.schedules import nightly_stories
 from storygen_dagster.defs.automation.sensors import (
     story_request_sensor,
     story_run_succeeded_sensor,
@@ -183,6 +185,42 @@ def test_request_waits_for_review_without_image_calls_then_approval_makes_the_bo
             "note": "lovely",
         }
     ]
+
+
+def test_nightly_schedule_runs_stop_at_review_without_image_calls(
+    engine, instance, real_resources, gate_defs, fake, monkeypatch
+):
+    """The nightly schedule respects the gate as the request sensor does: its range run (what
+    the daemon launches from the tick's run request) leaves every story awaiting review, with
+    no image call, nothing failed, and no run for the review sensor to launch yet."""
+    monkeypatch.setenv("STORYGEN_STORIES_PER_RUN", "5")  # both stories in one range run
+    sids = ["night-a", "night-b"]
+    rids = [
+        queue.enqueue(engine, {"child_name": name, "age": 5}, story_id=sid, requested_by="p")
+        for sid, name in zip(sids, ("Ana", "Ben"), strict=True)
+    ]
+    when = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=when,
+        resources={"db": real_resources["db"]},
+    ) as ctx:
+        [run_request] = nightly_stories(ctx)
+    assert run_request.tags["storygen/source"] == "nightly"
+    _settle(instance, real_resources, _execute(gate_defs, instance, run_request))
+    rows = {r["id"]: r for r in queue.request_rows(engine)}
+    for sid, rid in zip(sids, rids, strict=True):
+        assert _status(engine, sid) == "awaiting_review"
+        assert rows[rid]["status"] == "awaiting_review"
+        assert _calls(engine, sid, "structured_story") == 1
+        assert _calls(engine, sid, "scene_images") == 0
+        assert _calls(engine, sid, "character_sheet") == 0
+        assert not _check_passed(instance, sid)
+    assert fake.count("images") == 0
+    for key in ("character_sheet", "scene_images", "storybook", "storybook_pdf"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(key)) is None
+    assert {r["story_id"] for r in reviews.awaiting(engine)} == set(sids)
+    assert isinstance(_tick(story_review_sensor, instance, real_resources), dg.SkipReason)
 
 
 def _prompts(fake) -> list[str]:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from storygen_dagster.domain.ids import content_hash
-from storygen_dagster.domain.models import StoryRequest
+from storygen_dagster.domain.models import MAX_SCENES, StoryRequest
 from storygen_dagster.pipeline import materialize_stories
 from storygen_dagster.review_app.app import create_app
 from storygen_dagster.review_app.security import COOKIE
@@ -78,7 +78,7 @@ def _csrf(client: httpx.Client) -> str:
     return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
-def test_decisions_without_the_token_or_a_valid_csrf_token_are_refused(server, engine):
+def test_decisions_without_the_token_or_a_valid_csrf_token_are_refused(server, engine, monkeypatch):
     anonymous = httpx.Client(base_url=server)
     assert "Reviewer token" in anonymous.get("/").text  # the stories need a sign-in too
     assert anonymous.post("/stories/page-a/approve", data={"csrf": "x"}).status_code == 403
@@ -101,6 +101,16 @@ def test_decisions_without_the_token_or_a_valid_csrf_token_are_refused(server, e
     assert client.post("/stories/Page..A/approve", data={"csrf": csrf}).status_code == 400
     bad_scene = {"csrf": csrf, "scene_number": "9", "text": "x"}
     assert client.post("/stories/page-a/edit", data=bad_scene).status_code == 400
+    # The page's bound is the model's MAX_SCENES, not a number of its own: past it the page
+    # refuses; within it, a scene the story lacks is the edit's refusal. (The model allows
+    # no sixth scene today; were MAX_SCENES 6, scene 6 would reach the edit.)
+    past = {"csrf": csrf, "scene_number": str(MAX_SCENES + 1), "text": "x"}
+    refusal = client.post("/stories/page-a/edit", data=past)
+    assert refusal.status_code == 400 and f"scene_number: 1 to {MAX_SCENES}" in refusal.text
+    with monkeypatch.context() as patched:
+        patched.setattr("storygen_dagster.review_app.app.MAX_SCENES", MAX_SCENES + 1)
+        refusal = client.post("/stories/page-a/edit", data=past)
+    assert refusal.status_code == 400 and f"has no scene {MAX_SCENES + 1}" in refusal.text
     long_note = {"csrf": csrf, "note": "n" * 2001}
     assert client.post("/stories/page-a/reject", data=long_note).status_code == 400
     assert client.post("/stories/nope-1/approve", data={"csrf": csrf}).status_code == 404

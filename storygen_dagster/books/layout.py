@@ -14,6 +14,8 @@ from storygen_dagster.domain.printing import POINTS_PER_INCH, PrintBook, PrintSe
 
 SAFE_IN = 0.375
 TEXT_SIZES = (18, 17, 16, 15, 14, 13, 12)
+BACK_TITLE_SIZES = (20, 18, 16, 15, 14, 13, 12)  # the back cover's title and blurb, in pairs
+BACK_BLURB_SIZES = (14, 13, 12, 12, 11, 11, 10)
 LINE = 1.4  # line height / font size
 Color = tuple[int, int, int]
 
@@ -142,16 +144,31 @@ class Pages:
         self.pdf.set_dash_pattern()
 
     def back_cover(self, book: PrintBook, png: BinaryIO) -> None:
+        """The last picture framed, the title and a blurb under it, the credit at the foot.
+        A long title is set smaller, then the picture shrinks (never below a quarter of the
+        page), so the text never runs into the credit or past the safe area."""
         self._fill(self.accent)
-        side = self.size * 0.42
-        x = (self.size - side) / 2
-        self.pdf.set_fill_color(*self.paper)
-        self.pdf.rect(x - 6, self.inset + 20 - 6, side + 12, side + 12, style="F")
-        self._picture(png, x, self.inset + 20, side, side)
-        white = (255, 255, 255)
-        y = self._text(book.title, 20, self.inset + side + 50, "B", white)
         blurb = (
             f"A picture book for {book.child_name}, age {book.age}, about {book.value_to_teach}."
         )
-        self._text(blurb, 14, y + 10, "", white)
-        self._text("Made with storygen", 9, self.size - self.inset - 14, "", white)
+        top, below_picture, gap = self.inset + 20, 30, 10
+        credit_y = self.size - self.inset - 14
+        bottom = credit_y - gap  # the text's lowest line ends above the credit
+        side = self.size * 0.42
+        for title_size, blurb_size in zip(BACK_TITLE_SIZES, BACK_BLURB_SIZES, strict=True):
+            text_h = (
+                self._lines(book.title, title_size, "B") * title_size * LINE
+                + gap
+                + self._lines(blurb, blurb_size) * blurb_size * LINE
+            )
+            if top + side + below_picture + text_h <= bottom:
+                break
+        side = max(min(side, bottom - text_h - below_picture - top), self.size * 0.25)
+        x = (self.size - side) / 2
+        self.pdf.set_fill_color(*self.paper)
+        self.pdf.rect(x - 6, top - 6, side + 12, side + 12, style="F")
+        self._picture(png, x, top, side, side)
+        white = (255, 255, 255)
+        y = self._text(book.title, title_size, top + side + below_picture, "B", white)
+        self._text(blurb, blurb_size, y + gap, "", white)
+        self._text("Made with storygen", 9, credit_y, "", white)

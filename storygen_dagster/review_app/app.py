@@ -22,6 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from storygen_dagster import reviewing
 from storygen_dagster.domain.ids import InvalidStoryId, validate_story_id
+from storygen_dagster.domain.models import MAX_SCENES
 from storygen_dagster.review_app.security import COOKIE, NAME, Session, Signer, same_origin
 from storygen_dagster.storage import reviews
 from storygen_dagster.storage.edits import EditError
@@ -156,8 +157,8 @@ def create_app(engine: sa.Engine, instance: dg.DagsterInstance, token: str) -> S
                 scene = int(form.get("scene_number", ""))
             except ValueError as exc:
                 raise Refused(400, "scene_number: a whole number") from exc
-            if not 1 <= scene <= 5:
-                raise Refused(400, "scene_number: 1 to 5")
+            if not 1 <= scene <= MAX_SCENES:
+                raise Refused(400, f"scene_number: 1 to {MAX_SCENES}")
             changes = await run_in_threadpool(
                 lambda: reviewing.edit_in_review(
                     engine,
