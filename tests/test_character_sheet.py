@@ -91,10 +91,14 @@ def test_sheet_drawn_once_and_sent_with_every_scene_in_the_models_field(
     images = ledger[ledger["endpoint"] == "images/generations"]
     assert sorted(images["asset"]) == ["character_sheet"] + ["scene_images"] * 3
     assert (images["cost_usd"].astype(float) > 0).all()
-    # A real model's picture has no offline measure and no judge yet: reported, not guessed.
+    # A real model's picture has no painter's measure: the stored review of each picture (here
+    # the offline checks, STORYGEN_VISION_MODEL=offline) is what the check reports.
     check = instance.event_log_storage.get_latest_asset_check_execution_by_key([CONSISTENT])
     evaluation = check[CONSISTENT].evaluation
-    assert evaluation.passed and evaluation.metadata["not_measured"].value == [1, 2, 3]
+    assert evaluation.passed and evaluation.metadata["not_measured"].value == []
+    judged = evaluation.metadata["scenes"].value
+    assert set(judged) == {"1", "2", "3"}
+    assert {s["measured_by"] for s in judged.values()} == {"offline/storygen-offline-reviewer-v1"}
     # A re-run pays nothing: every call, the sheet's included, comes from the cache.
     seen = fake.count()
     assert materialize_stories(defs, instance, ["ref-1"])[0].success
