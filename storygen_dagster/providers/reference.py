@@ -6,8 +6,11 @@ Together's image API (docs, 2026-12): FLUX.1 Kontext pro/max/dev take one refere
 `reference_images`; FLUX.1-schnell documents no reference input. `auto` picks the model's field
 (`reference_images` where both exist) and falls back to `none` (the locked seed and the
 character card in the prompt) for a model that takes no reference or that this table does not
-know. An explicit mode the model is known not to take, or any mode on the OpenAI images API
-(its generations endpoint takes no image; edits are another endpoint), fails at start."""
+know (logged). An explicit mode fails at start, naming the setting and the model, when the
+model is known not to take it, when the table does not know the model (the models known to take
+that mode are listed: sending a field a model ignores would pay for pictures drawn without the
+sheet), or on the OpenAI images API (its generations endpoint takes no image; edits are another
+endpoint)."""
 
 from __future__ import annotations
 
@@ -62,15 +65,24 @@ def resolve(provider: str, model: str, mode: str) -> str:
     if mode == "none":
         return "none"
     if mode == "auto":
+        if fields is None:
+            log.info(
+                "%s: model %s is not in the reference table; scenes are drawn from the locked "
+                "seed and the character card (set STORYGEN_IMAGE_REFERENCE=none to say so)",
+                where,
+                model,
+            )
         return fields[0] if fields else "none"
     if provider == "openai":
         raise ReferenceConfigError(
             f"{where}: the OpenAI images API takes no {mode} (use auto or none)"
         )
     if fields is None:
-        # A model the table does not know: the user says it takes the field; let it try.
-        log.warning("%s: model %s is not in the reference table; sending %s", where, model, mode)
-        return mode
+        known = " or ".join(f"'{key}'" for key, takes in TOGETHER_FIELDS if mode in takes)
+        raise ReferenceConfigError(
+            f"{where}: model {model} is not known to take {mode}; the models known to take it "
+            f"have {known} in their name; use auto or none"
+        )
     if mode not in fields:
         takes = " or ".join(fields) if fields else "no reference image (only seed and prompt)"
         raise ReferenceConfigError(f"{where}: model {model} takes {takes}; use auto or none")
