@@ -165,7 +165,8 @@ class ImageService(abc.ABC):
     model: str = "abstract"
     # How a scene's request carries the character sheet (providers/reference.py): "none" (the
     # locked seed and the character card in the prompt only), "image_url", "reference_images",
-    # or "sheet" (the offline painter paints from it).
+    # "image_edit" (the OpenAI edits endpoint's input image) or "sheet" (the offline painter
+    # paints from it).
     reference: str = "none"
 
     @property
