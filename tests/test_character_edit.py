@@ -7,12 +7,15 @@ import contextvars
 import io
 import json
 
+import click
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from PIL import Image
 
 from storygen_dagster.cli import main
+from storygen_dagster.cli_context import Context
+from storygen_dagster.cli_sheet import read_sheet, store_sheet
 from storygen_dagster.defs.story.assets import story_assets
 from storygen_dagster.domain.likeness import LIKENESS_THRESHOLD
 from storygen_dagster.domain.models import StoryRequest
@@ -98,6 +101,21 @@ def test_bad_sheet_files_are_refused_naming_the_file_and_nothing_is_stored(
     assert sorted(p.name for p in objects.rglob("*.png")) == before_objects
     audited = _one(engine, "select count(*) as n from audit_log where source = 'user'")
     assert audited["n"] == 0
+
+
+def test_a_sheet_for_an_unknown_story_is_refused_and_no_object_is_written(cli, engine, tmp_path):
+    upload = tmp_path / "zed.png"
+    upload.write_bytes(_image("PNG"))
+    objects = tmp_path / "home" / "objects"
+    result = cli("edit", "no-such-story", "--character-sheet", str(upload))
+    assert result.exit_code == 1 and "story_id 'no-such-story' not found" in result.output
+    assert not list(objects.rglob("*.png"))
+    # store_sheet itself checks the story before it writes the object (it used to write it
+    # first and let the database refuse the unknown id after).
+    png = read_sheet(Context(), upload)
+    with pytest.raises(click.ClickException, match="story_id 'no-such-story' not found"):
+        store_sheet(Context(), "no-such-story", png, "carol")
+    assert not list(objects.rglob("*.png"))
 
 
 def test_uploaded_sheet_is_kept_on_rerun_and_the_scenes_are_redrawn_from_it(cli, engine, tmp_path):
