@@ -193,3 +193,21 @@ def test_check_passes_on_offline_pictures_and_fails_for_another_child(
     assert bad.description.startswith("scene 2: similarity")
     scores = bad.metadata["similarity"].value
     assert scores["2"] < LIKENESS_THRESHOLD <= min(scores["1"], scores["3"])
+
+
+def test_run_fresh_keeps_the_seed_and_new_seed_draws_another_through_the_cli(cli, engine):
+    assert cli("demo", "--stories", "1").exit_code == 0
+    first = _one(engine, "select image_seed, character_sheet_uri from stories")
+    fresh = cli("run", "demo-01", "--fresh")
+    assert fresh.exit_code == 0, fresh.output
+    kept = _one(engine, "select image_seed, character_sheet_uri from stories")
+    assert kept == first  # the same seed: the offline painter draws the same sheet again
+    refused = cli("run", "demo-01", "--new-seed", "--stale-only")
+    assert refused.exit_code == 2 and "use it without --stale-only" in refused.output
+    new = cli("run", "demo-01", "--new-seed")
+    assert new.exit_code == 0, new.output
+    after = _one(engine, "select image_seed, character_sheet_uri from stories")
+    assert after["image_seed"] != first["image_seed"]
+    with engine.connect() as conn:
+        scene_seeds = set(conn.execute(sa.text("select image_seed from scenes")).scalars())
+    assert scene_seeds == {after["image_seed"]}
