@@ -42,8 +42,13 @@ def store_sheet(ctx: Context, story_id: str, png: bytes, by: str) -> list[dict]:
     """The audit rows of the change (none when the story has this sheet already)."""
     from storygen_dagster.defs.stores import ObjectStoreResource
     from storygen_dagster.storage import sheets
+    from storygen_dagster.storage.reads import story_overview
     from storygen_dagster.storage.repository import StoryNotFound
 
+    # Before the object is written: an unknown story must leave nothing behind. (A story
+    # deleted between here and the update below leaves an unreferenced content-addressed object.)
+    if story_overview(ctx.engine, story_id).empty:
+        raise click.ClickException(f"story_id {story_id!r} not found")
     store = ObjectStoreResource().store()
     uri = store.put(store.key_for("images", story_id, png, ".png"), png)
     try:

@@ -32,6 +32,12 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "black-forest-labs/FLUX.2-flex": ModelPrice(per_megapixel=0.03),
     "black-forest-labs/FLUX.2-dev": ModelPrice(per_megapixel=0.015),
     "dall-e-3": ModelPrice(per_image=0.04),
+    # GPT Image bills tokens; per picture: medium quality at 1536x1024 (gpt-image-1 $0.063,
+    # -mini $0.0125, -1.5 $0.05) plus, on the edits endpoint, the sheet as input image tokens
+    # (~$0.01, ~$0.002, ~$0.008). An estimate for the budget: override with real figures.
+    "gpt-image-1": ModelPrice(per_image=0.073),
+    "gpt-image-1-mini": ModelPrice(per_image=0.015),
+    "gpt-image-1.5": ModelPrice(per_image=0.058),
 }
 
 
@@ -60,7 +66,7 @@ class Settings(BaseSettings):
     image_model: str = "black-forest-labs/FLUX.1-schnell"
     image_steps: int = Field(4, ge=1, le=100)
     image_response_format: Literal["b64_json", "url"] = "b64_json"
-    image_reference: Literal["auto", "none", "image_url", "reference_images"] = Field(
+    image_reference: Literal["auto", "none", "image_url", "reference_images", "image_edit"] = Field(
         "auto", description="How scenes carry the character sheet (providers/reference.py)"
     )
     sheet_max_bytes: int = Field(

@@ -7,12 +7,15 @@ import contextvars
 import io
 import json
 
+import click
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from PIL import Image
 
 from storygen_dagster.cli import main
+from storygen_dagster.cli_context import Context
+from storygen_dagster.cli_sheet import read_sheet, store_sheet
 from storygen_dagster.defs.story.assets import story_assets
 from storygen_dagster.domain.likeness import LIKENESS_THRESHOLD
 from storygen_dagster.domain.models import StoryRequest
@@ -100,6 +103,21 @@ def test_bad_sheet_files_are_refused_naming_the_file_and_nothing_is_stored(
     assert audited["n"] == 0
 
 
+def test_a_sheet_for_an_unknown_story_is_refused_and_no_object_is_written(cli, engine, tmp_path):
+    upload = tmp_path / "zed.png"
+    upload.write_bytes(_image("PNG"))
+    objects = tmp_path / "home" / "objects"
+    result = cli("edit", "no-such-story", "--character-sheet", str(upload))
+    assert result.exit_code == 1 and "story_id 'no-such-story' not found" in result.output
+    assert not list(objects.rglob("*.png"))
+    # store_sheet itself checks the story before it writes the object (it used to write it
+    # first and let the database refuse the unknown id after).
+    png = read_sheet(Context(), upload)
+    with pytest.raises(click.ClickException, match="story_id 'no-such-story' not found"):
+        store_sheet(Context(), "no-such-story", png, "carol")
+    assert not list(objects.rglob("*.png"))
+
+
 def test_uploaded_sheet_is_kept_on_rerun_and_the_scenes_are_redrawn_from_it(cli, engine, tmp_path):
     assert cli("demo", "--stories", "1").exit_code == 0
     store = ObjectStore(str(tmp_path / "home" / "objects"))
@@ -175,3 +193,21 @@ def test_check_passes_on_offline_pictures_and_fails_for_another_child(
     assert bad.description.startswith("scene 2: similarity")
     scores = bad.metadata["similarity"].value
     assert scores["2"] < LIKENESS_THRESHOLD <= min(scores["1"], scores["3"])
+
+
+def test_run_fresh_keeps_the_seed_and_new_seed_draws_another_through_the_cli(cli, engine):
+    assert cli("demo", "--stories", "1").exit_code == 0
+    first = _one(engine, "select image_seed, character_sheet_uri from stories")
+    fresh = cli("run", "demo-01", "--fresh")
+    assert fresh.exit_code == 0, fresh.output
+    kept = _one(engine, "select image_seed, character_sheet_uri from stories")
+    assert kept == first  # the same seed: the offline painter draws the same sheet again
+    refused = cli("run", "demo-01", "--new-seed", "--stale-only")
+    assert refused.exit_code == 2 and "use it without --stale-only" in refused.output
+    new = cli("run", "demo-01", "--new-seed")
+    assert new.exit_code == 0, new.output
+    after = _one(engine, "select image_seed, character_sheet_uri from stories")
+    assert after["image_seed"] != first["image_seed"]
+    with engine.connect() as conn:
+        scene_seeds = set(conn.execute(sa.text("select image_seed from scenes")).scalars())
+    assert scene_seeds == {after["image_seed"]}

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from storygen_dagster.definitions import build_definitions
 from storygen_dagster.defs.runner import FRESH_TAG, NEW_SEED_TAG
 from storygen_dagster.domain.compose import SHEET_PROMPT_PREFIX
+from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.pipeline import materialize_stories
 from storygen_dagster.storage import call_cache, sheets
@@ -24,6 +25,7 @@ pytest_plugins = ["tests.fakes.fixtures"]
 KONTEXT = "black-forest-labs/FLUX.1-kontext-pro"
 FLUX2 = "black-forest-labs/FLUX.2-pro"
 SCHNELL = "black-forest-labs/FLUX.1-schnell"
+GPT_IMAGE = "gpt-image-1"
 CONSISTENT = dg.AssetCheckKey(dg.AssetKey("scene_images"), "character_consistent")
 
 
@@ -91,14 +93,53 @@ def test_sheet_drawn_once_and_sent_with_every_scene_in_the_models_field(
     images = ledger[ledger["endpoint"] == "images/generations"]
     assert sorted(images["asset"]) == ["character_sheet"] + ["scene_images"] * 3
     assert (images["cost_usd"].astype(float) > 0).all()
-    # A real model's picture has no offline measure and no judge yet: reported, not guessed.
+    # A real model's picture has no painter's measure: the stored review of each picture (here
+    # the offline checks, STORYGEN_VISION_MODEL=offline) is what the check reports.
     check = instance.event_log_storage.get_latest_asset_check_execution_by_key([CONSISTENT])
     evaluation = check[CONSISTENT].evaluation
-    assert evaluation.passed and evaluation.metadata["not_measured"].value == [1, 2, 3]
+    assert evaluation.passed and evaluation.metadata["not_measured"].value == []
+    judged = evaluation.metadata["scenes"].value
+    assert set(judged) == {"1", "2", "3"}
+    assert {s["measured_by"] for s in judged.values()} == {"offline/storygen-offline-reviewer-v1"}
     # A re-run pays nothing: every call, the sheet's included, comes from the cache.
     seen = fake.count()
     assert materialize_stories(defs, instance, ["ref-1"])[0].success
     assert fake.count() == seen
+
+
+def test_openai_edits_take_the_sheet_as_the_input_image_of_every_scene(
+    fake, resources, provider_env, instance, engine, object_root
+):
+    _register(engine, ["edit-1"], scene_count=3)
+    images = image_resource(fake, provider="openai", model=GPT_IMAGE)  # reference: auto
+    defs = build_definitions({**resources, "llm": llm_resource(fake), "images": images})
+    [outcome] = materialize_stories(defs, instance, ["edit-1"])
+    assert outcome.success
+    generations = [s for s in fake.seen if s.path.endswith("/images/generations")]
+    assert [s.body["prompt"].startswith(SHEET_PROMPT_PREFIX) for s in generations] == [True]
+    edits = fake.edits()
+    assert len(edits) == 3 and fake.count("images") == 4
+    uri = sheets.load_sheets(engine, ["edit-1"])["edit-1"]["uri"]
+    stored = ObjectStore(str(object_root)).get(uri)
+    for seen in edits:
+        assert seen.body["model"] == GPT_IMAGE and seen.body["image"]["bytes"] == len(stored)
+        assert fake.uploads[seen.body["image"]["sha256"]] == stored
+        assert not seen.body["prompt"].startswith(SHEET_PROMPT_PREFIX)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select endpoint, request::text from provider_calls where asset = 'scene_images'"
+            )
+        ).all()
+        kept = conn.execute(
+            sa.text("select provenance from scenes where story_id = 'edit-1'")
+        ).scalars()
+        assert {p["scene_images"]["reference"] for p in kept} == {"image_edit"}
+    assert len(rows) == 3 and {e for e, _ in rows} == {"images/edits"}
+    assert all(f"sha256={content_hash(stored)}" in r and "base64" not in r for _, r in rows)
+    seen = fake.count()
+    assert materialize_stories(defs, instance, ["edit-1"])[0].success
+    assert fake.count() == seen  # a re-run pays nothing
 
 
 def test_schnell_falls_back_to_the_locked_seed_and_the_character_card(

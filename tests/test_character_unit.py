@@ -34,9 +34,10 @@ SCHNELL = "black-forest-labs/FLUX.1-schnell"
         ("together", FLUX2_DEV, "auto", "reference_images"),
         ("together", SCHNELL, "auto", "none"),
         ("together", "my-org/unknown-model", "auto", "none"),
-        ("together", "my-org/unknown-model", "image_url", "image_url"),
         ("together", KONTEXT, "none", "none"),
-        ("openai", "gpt-image-1", "auto", "none"),
+        ("openai", "gpt-image-1", "auto", "image_edit"),
+        ("openai", "gpt-image-1-mini", "image_edit", "image_edit"),
+        ("openai", "dall-e-3", "auto", "none"),
         ("offline", "", "auto", "sheet"),
         ("offline", "", "none", "none"),
     ],
@@ -51,7 +52,11 @@ def test_reference_mode_resolves_per_model(provider, model, mode, resolved):
         ("together", SCHNELL, "image_url", "takes no reference image"),
         ("together", KONTEXT, "reference_images", "takes image_url"),
         ("together", FLUX2_DEV, "image_url", "takes reference_images"),
-        ("openai", "gpt-image-1", "image_url", "OpenAI images API takes no image_url"),
+        ("openai", "gpt-image-1", "image_url", "model gpt-image-1 takes image_edit"),
+        ("openai", "dall-e-3", "image_edit", "model dall-e-3 takes no reference image"),
+        ("openai", "my-edit-model", "image_edit", "known to take it have 'gpt-image' in"),
+        ("together", KONTEXT, "image_edit", "takes image_url"),
+        ("together", "my-org/unknown-model", "image_edit", "together images API takes no image_"),
         ("together", KONTEXT, "sometimes", "use one of auto, none"),
     ],
 )
@@ -61,6 +66,31 @@ def test_a_reference_the_model_cannot_take_is_refused_naming_setting_and_model(
     with pytest.raises(ProviderConfigError) as err:
         check_reference(provider, model, mode)
     assert f"STORYGEN_IMAGE_REFERENCE={mode}" in str(err.value) and named in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("mode", "known"),
+    [
+        ("image_url", "'flux.1-kontext' or 'flux.2'"),
+        ("reference_images", "'flux.2-dev' or 'flux.2'"),
+    ],
+)
+def test_an_explicit_reference_for_an_unknown_model_is_refused_naming_the_known_models(mode, known):
+    # It used to be sent with a warning: a model that ignores the field draws without the sheet.
+    with pytest.raises(ProviderConfigError) as err:
+        check_reference("together", "my-org/unknown-model", mode)
+    message = str(err.value)
+    assert message.startswith(f"STORYGEN_IMAGE_REFERENCE={mode}: model my-org/unknown-model ")
+    assert f"the models known to take it have {known} in their name" in message
+
+
+def test_auto_for_an_unknown_model_falls_back_to_seed_and_card_and_says_so(caplog):
+    with caplog.at_level("INFO", logger="storygen.providers"):
+        assert check_reference("together", "my-org/unknown-model", "auto") == "none"
+    [record] = [r for r in caplog.records if "my-org/unknown-model" in r.getMessage()]
+    assert (
+        record.levelname == "INFO" and "locked seed and the character card" in record.getMessage()
+    )
 
 
 def _png(size, color=None, fmt="PNG") -> bytes:

@@ -4,14 +4,17 @@ the cache through the object store, and the shared rate and concurrency limits."
 import asyncio
 import time
 
+import httpx
 import pytest
 
+from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import inspect_png
 from storygen_dagster.providers.base import CallContext, ProviderError
+from storygen_dagster.providers.offline_figures import paint_sheet
 from storygen_dagster.storage import call_cache
 from storygen_dagster.storage.objects import ObjectStore
 from tests.conftest import TEST_HEIGHT, TEST_WIDTH
-from tests.fakes.helpers import image_resource
+from tests.fakes.helpers import KEY, image_resource
 from tests.fakes.provider_server import solid_png
 
 pytest_plugins = ["tests.fakes.fixtures"]
@@ -170,3 +173,58 @@ def test_b64_payload_is_validated(fake, provider_env, engine, store):
     client = image_resource(fake).client(engine, store)
     with pytest.raises(ProviderError, match="does not decode"):
         run(draw(client))
+
+
+def test_openai_image_edit_uploads_the_sheet_as_multipart_and_keys_it_by_sha256(
+    fake, provider_env, engine, store
+):
+    sheet = paint_sheet("a child in a teal top", TEST_WIDTH, TEST_HEIGHT)
+    resource = image_resource(fake, provider="openai", model="gpt-image-1", reference="image_edit")
+    client = resource.client(engine, store)
+    # The edits endpoint misbehaves as the others can: a 429 with Retry-After is waited out.
+    fake.queue("images", {"status": 429, "headers": {"Retry-After": "0.2"}})
+    ctx = CallContext("s-1", "scene_images", 1)
+    image = run(
+        client.generate_image(
+            "a fox", ctx, width=TEST_WIDTH, height=TEST_HEIGHT, seed=42, reference=sheet
+        )
+    )
+    inspect_png(image.png, width=TEST_WIDTH, height=TEST_HEIGHT)
+    assert image.provenance.reference == "image_edit" and client.calls.http.waits == [0.2]
+    retried, sent = fake.edits()
+    assert retried.body == sent.body and sent.auth == f"Bearer {KEY}"
+    assert sent.body["image"] == {
+        "filename": "character-sheet.png",
+        "content_type": "image/png",
+        "bytes": len(sheet),
+        "sha256": content_hash(sheet),
+    }
+    assert fake.uploads[content_hash(sheet)] == sheet
+    assert {k: v for k, v in sent.body.items() if k != "image"} == {
+        "model": "gpt-image-1",
+        "prompt": "a fox",
+        "n": "1",
+        "size": "1536x1024",  # gpt-image's landscape preset; no response_format, no seed
+    }
+    # The ledger prices the edit and keys the sheet by its sha256, never its bytes.
+    [row] = call_cache.ledger(engine).itertuples()
+    assert row.endpoint == "images/edits" and float(row.cost_usd) == pytest.approx(0.073)
+    with engine.connect() as conn:
+        request = conn.exec_driver_sql("select request::text from provider_calls").scalar_one()
+    assert f"sha256={content_hash(sheet)}" in request and "base64" not in request
+    # Another sheet is another request; the same one comes from the cache.
+    again = run(
+        client.generate_image(
+            "a fox", ctx, width=TEST_WIDTH, height=TEST_HEIGHT, seed=42, reference=sheet
+        )
+    )
+    assert again.provenance.cached and fake.count("images") == 2
+
+
+def test_an_edit_without_its_image_is_refused_by_the_fake(fake, provider_env):
+    reply = httpx.post(
+        f"{fake.url}/images/edits",
+        data={"model": "gpt-image-1", "prompt": "a fox"},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert reply.status_code == 400 and "image is required" in reply.text

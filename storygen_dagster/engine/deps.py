@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from storygen_dagster.domain.printing import PrintSettings
-from storygen_dagster.providers.base import CharacterJudge, ImageService, StoryLLM
+from storygen_dagster.providers.base import ImageService, StoryLLM
 from storygen_dagster.providers.moderation import Moderation
 from storygen_dagster.providers.reviewer import PictureReviewer
 from storygen_dagster.storage.objects import ObjectStore
@@ -25,9 +25,6 @@ class StoryDeps:
     blocklist: tuple[str, ...]
     moderation: Moderation | None = None
     printing: PrintSettings = field(default_factory=PrintSettings)
-    # Judges whether each scene's child is the sheet's (the vision review, issue 16); None:
-    # the image service's own measure where it has one (the offline painter's).
-    character_judge: CharacterJudge | None = None
     # Reviews every scene picture (issue 16; STORYGEN_VISION_MODEL); None: no review.
     reviewer: PictureReviewer | None = None
     max_redraws: int = 1  # STORYGEN_MAX_REDRAWS

@@ -99,10 +99,12 @@ CHECKS = (
     CheckDef(
         IMAGES,
         "character_consistent",
-        "The child in every scene looks like the character sheet. Offline pictures: the "
+        "The child in every scene looks like the character sheet. With a vision model "
+        "(STORYGEN_VISION_MODEL), its child_matches_card verdict on the picture the scene holds "
+        "(stored by the picture review, no new call); else, for offline pictures, the "
         "colour-histogram intersection of the figure where the painter placed it with the "
-        f"sheet's figure, per scene (passes at >= {LIKENESS_THRESHOLD}); with a character judge "
-        "(the vision review), its verdict. WARN: reported, never stops a story.",
+        f"sheet's figure (passes at >= {LIKENESS_THRESHOLD}). Metadata per scene: the measure, "
+        "the reason and who measured it. WARN: reported, never stops a story.",
         blocking=False,
         warn=True,
     ),

@@ -160,24 +160,13 @@ class StoryLLM(abc.ABC):
         pass
 
 
-class CharacterJudge(abc.ABC):
-    """Says how alike the child in a scene is to the character sheet (0..1): the hook for a
-    vision model's judgement (issue 16). The engine's character_consistent check asks it for
-    every scene when one is configured (StoryDeps.character_judge)."""
-
-    name: str = "abstract"
-
-    @abc.abstractmethod
-    async def likeness(self, sheet_png: bytes, scene_png: bytes, ctx: CallContext) -> float:
-        """0.0 (another character) .. 1.0 (the same child, dressed the same)."""
-
-
 class ImageService(abc.ABC):
     provider_name: str = "abstract"
     model: str = "abstract"
     # How a scene's request carries the character sheet (providers/reference.py): "none" (the
     # locked seed and the character card in the prompt only), "image_url", "reference_images",
-    # or "sheet" (the offline painter paints from it).
+    # "image_edit" (the OpenAI edits endpoint's input image) or "sheet" (the offline painter
+    # paints from it).
     reference: str = "none"
 
     @property
@@ -202,7 +191,7 @@ class ImageService(abc.ABC):
         self, sheet_png: bytes, scene_png: bytes, prompt: str, seed: int
     ) -> float | None:
         """How alike (0..1) the child in a picture this service drew is to the sheet, or None
-        when the service cannot tell (a character judge, the vision review, can)."""
+        when the service cannot tell (the vision review's verdict may)."""
         return None
 
     def _generated(

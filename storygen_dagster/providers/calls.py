@@ -77,11 +77,13 @@ class ProviderCalls:
         estimate_usd: float,
         wire: dict | None = None,
         tokens: int = 0,
+        files: dict | None = None,
     ) -> CallOutcome:
         """The cached success for this exact request, or a new paid call (not yet recorded:
         the caller records it once it knows whether the answer is usable). `wire`: what is
         sent when it differs from `body`, the request as keyed and ledgered (a reference image
-        is sent as megabytes of base64 but keyed and ledgered by its sha256)."""
+        is sent as megabytes of base64 but keyed and ledgered by its sha256); with `files`,
+        `wire` is a multipart request's text fields (an image edit's input image is a file)."""
         key = self.key(endpoint, body)
         if not ctx.fresh:
             hit = await asyncio.to_thread(call_cache.lookup, self.engine, key)
@@ -100,7 +102,7 @@ class ProviderCalls:
         hold_id = await self._hold_daily(ctx, estimate_usd)
         try:
             result: HttpResult = await self.http.post_json(
-                client, endpoint, wire or body, tokens=tokens
+                client, endpoint, wire or body, tokens=tokens, files=files
             )
         except ProviderError as exc:
             await self.record_failure(ctx, key, endpoint, body, exc, hold_id=hold_id)

@@ -130,12 +130,20 @@ class ProviderHttp:
         return httpx.AsyncClient(timeout=self.timeout, follow_redirects=True, verify=_ssl_context())
 
     async def post_json(
-        self, client: httpx.AsyncClient, path: str, body: dict, *, tokens: int = 0
+        self,
+        client: httpx.AsyncClient,
+        path: str,
+        body: dict,
+        *,
+        tokens: int = 0,
+        files: dict | None = None,
     ) -> HttpResult:
-        """`tokens`: what the call may use (prompt + max_tokens), taken from the TPM limit."""
+        """`tokens`: what the call may use (prompt + max_tokens), taken from the TPM limit.
+        With `files` the request is multipart/form-data (`body`: its text fields); the reply is
+        JSON either way."""
         check_tokens(self.provider, self.tpm, self.settings, tokens)
         url = f"{self.base_url}/{path}"
-        return await self._request(client, "POST", url, body, api=True, tokens=tokens)
+        return await self._request(client, "POST", url, body, api=True, tokens=tokens, files=files)
 
     async def get_bytes(self, client: httpx.AsyncClient, url: str) -> HttpResult:
         # A result URL may be on a CDN: it gets neither our key nor our API rate limit.
@@ -159,6 +167,7 @@ class ProviderHttp:
         *,
         api: bool,
         tokens: int = 0,
+        files: dict | None = None,
     ) -> HttpResult:
         started = time.perf_counter()
         waits: list[float] = []
@@ -180,7 +189,7 @@ class ProviderHttp:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    response = await self._once(client, method, url, body, api, tokens)
+                    response = await self._once(client, method, url, body, api, tokens, files)
         except (_Retryable, ProviderError) as exc:
             status = exc.status if isinstance(exc, _Retryable) else exc.status_code
             fatal = isinstance(exc, ProviderError) and exc.fatal
@@ -205,6 +214,7 @@ class ProviderHttp:
         body: dict | None,
         api: bool,
         tokens: int = 0,
+        files: dict | None = None,
     ) -> httpx.Response:
         if self.out_of_credits:
             raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
@@ -226,7 +236,12 @@ class ProviderHttp:
             if self.out_of_credits:  # tripped while this call waited for a slot
                 raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
             try:
-                response = await client.request(method, url, json=body, headers=headers)
+                if files:  # each attempt builds its multipart body anew from the bytes
+                    response = await client.request(
+                        method, url, data=body, files=files, headers=headers
+                    )
+                else:
+                    response = await client.request(method, url, json=body, headers=headers)
             except httpx.TimeoutException as exc:
                 raise _Retryable(f"timeout ({type(exc).__name__})") from exc
             except DROPPED as exc:

@@ -1,5 +1,7 @@
 """Image generation over HTTP: Together (`POST {base}/images/generations` with model, prompt,
-width, height, steps, seed, n=1, response_format) and the OpenAI images API. Both `b64_json`
+width, height, steps, seed, n=1, response_format) and the OpenAI images API (generations, or
+with STORYGEN_IMAGE_REFERENCE=image_edit `POST {base}/images/edits`, multipart/form-data with
+the character sheet as the input `image` for every scene). Both `b64_json`
 and `url` results are accepted (a URL is downloaded with the same client); the bytes become a
 PNG of the requested size that must decode and not be blank (filtered images come back black).
 
@@ -7,7 +9,8 @@ Cached images live in the object store under the same content-addressed key the 
 asset uses, and the ledger row keeps only that key: megabytes of base64 in a jsonb column
 would bloat the table every SQL/dbt query reads, and the asset needs the object anyway. For the
 same reason a scene's reference image (the character sheet, sent as a base64 data URI in
-`image_url` or `reference_images`) is keyed and ledgered as its sha256 and size only."""
+`image_url` or `reference_images`, or uploaded as the edit's file) is keyed and ledgered as its
+sha256 and size only."""
 
 from __future__ import annotations
 
@@ -28,10 +31,13 @@ from storygen_dagster.providers.base import (
     ProviderError,
 )
 from storygen_dagster.providers.calls import CallOutcome, ProviderCalls, image_cost
-from storygen_dagster.providers.reference import png_data_uri
+from storygen_dagster.providers.reference import edit_request, png_data_uri
 from storygen_dagster.storage.objects import ObjectStore
 
 ENDPOINT = "images/generations"
+EDITS = "images/edits"
+# How each API can carry the character sheet (providers/reference.py resolves the setting).
+TAKES = {"together": ("none", "image_url", "reference_images"), "openai": ("none", "image_edit")}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -90,18 +96,24 @@ class HttpImageService(ImageService):
         self.model = calls.model
         self.steps = steps
         self.response_format = response_format
-        if reference not in ("none", "image_url", "reference_images"):
+        if reference not in TAKES[flavor]:
             raise ValueError(f"{flavor} images cannot carry a reference as {reference!r}")
         self.reference = reference
 
-    def _with_reference(self, body: dict, png: bytes | None) -> tuple[dict, dict | None]:
-        """(the request as keyed and ledgered, the request as sent, or None: the same)."""
+    def _with_reference(
+        self, body: dict, png: bytes | None
+    ) -> tuple[str, dict, dict | None, dict | None]:
+        """(the endpoint, the request as keyed and ledgered, the request as sent or None: the
+        same, the files of a multipart request or None)."""
         if png is None or not self.uses_reference:
-            return body, None
+            return ENDPOINT, body, None, None
+        if self.reference == "image_edit":
+            return EDITS, *edit_request(body, png)
         marker, uri = png_data_uri(png)
         if self.reference == "image_url":
-            return {**body, "image_url": marker}, {**body, "image_url": uri}
-        return {**body, "reference_images": [marker]}, {**body, "reference_images": [uri]}
+            return ENDPOINT, {**body, "image_url": marker}, {**body, "image_url": uri}, None
+        keyed, sent = {**body, "reference_images": [marker]}, {**body, "reference_images": [uri]}
+        return ENDPOINT, keyed, sent, None
 
     def _body(self, prompt: str, width: int, height: int, seed: int) -> dict[str, Any]:
         if self.flavor == "openai":
@@ -138,11 +150,15 @@ class HttpImageService(ImageService):
         seed: int,
         reference: bytes | None = None,
     ) -> GeneratedImage:
-        body, wire = self._with_reference(self._body(prompt, width, height, seed), reference)
+        endpoint, body, wire, files = self._with_reference(
+            self._body(prompt, width, height, seed), reference
+        )
         facts = {"seed": seed, "reference": self.reference if wire else "none"}
         cost = image_cost(self.calls.price, width, height)
         async with self.calls.http.client() as client:
-            out = await self.calls.fetch(ctx, client, ENDPOINT, body, estimate_usd=cost, wire=wire)
+            out = await self.calls.fetch(
+                ctx, client, endpoint, body, estimate_usd=cost, wire=wire, files=files
+            )
             if out.cached:
                 key = (out.response or {}).get("object_key")
                 if key and self.store.exists(key):
@@ -150,7 +166,7 @@ class HttpImageService(ImageService):
                 # The object is gone: pay for the image again rather than fail.
                 fresh = CallContext(ctx.story_id, ctx.asset, ctx.scene_number, fresh=True)
                 out = await self.calls.fetch(
-                    fresh, client, ENDPOINT, body, estimate_usd=cost, wire=wire
+                    fresh, client, endpoint, body, estimate_usd=cost, wire=wire, files=files
                 )
             out.cost_usd = cost
             try:
@@ -160,7 +176,7 @@ class HttpImageService(ImageService):
             except (ProviderError, ImageCheckError) as exc:
                 summary = {"error": str(exc), "data": _summary(out.response)}
                 await self.calls.record(
-                    ctx, out, ENDPOINT, body, status="failed", response=summary, error=str(exc)
+                    ctx, out, endpoint, body, status="failed", response=summary, error=str(exc)
                 )
                 rejected = ImageRejected if isinstance(exc, ImageCheckError) else ProviderError
                 where = f"scene {ctx.scene_number}" if ctx.scene_number else ctx.asset
@@ -177,7 +193,7 @@ class HttpImageService(ImageService):
             "height": height,
             "bytes": len(png),
         }
-        await self.calls.record(ctx, out, ENDPOINT, body, status="succeeded", response=stored)
+        await self.calls.record(ctx, out, endpoint, body, status="succeeded", response=stored)
         return self._result(png, out, prompt, width, height, facts)
 
     async def _image_bytes(self, client, out: CallOutcome) -> tuple[bytes, str]:

@@ -1,6 +1,10 @@
 """A fake OpenAI-compatible chat + Together-compatible images server on loopback: real HTTP on
 a free port in a thread, answering valid replies unless a scripted fault is queued for the
 next request of that kind. Every request is recorded (time, path, body, auth) for asserts.
+OpenAI's images/edits is an "images" request too (the same faults, rate limit and replies): its
+multipart/form-data body is recorded as its text fields, with `image` as the uploaded file's
+name, type, size and sha256 (the bytes are kept in `FakeProvider.uploads` by sha256); an edit
+without an `image` file is refused with a 400, as OpenAI does.
 
 Faults (a dict queued with `FakeProvider.queue(kind, ...)`, one per request): `status` (+ `body`,
 `headers`, e.g. a 429 with Retry-After), `sleep` (a slow reply: seconds before answering),
@@ -31,6 +35,7 @@ from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.providers import offline
 from storygen_dagster.providers.offline_painter import paint, paint_scene
+from tests.fakes.multipart import parse_form
 from tests.fakes.schema_model import add_quirks, conform, reply_from_schema
 from tests.fakes.vision import prompt_text, review_value
 
@@ -116,6 +121,7 @@ class FakeProvider:
         # The vision reviewer's scripted verdicts per scene (tests/fakes/vision.py).
         self.review_script: dict[int, deque[dict]] = {}
         self.files: dict[str, bytes] = {}
+        self.uploads: dict[str, bytes] = {}  # images/edits input images, by sha256
         self.delay_s = 0.0  # every request, for concurrency tests
         # Paint one picture per size and serve it for every prompt (the benchmark: the
         # provider's rendering time is modelled by delay_s, not by our CPU).
@@ -167,6 +173,10 @@ class FakeProvider:
             for s in self.seen
             if s.kind == "chat" and isinstance(s.body["messages"][1]["content"], list)
         ]
+
+    def edits(self) -> list[Seen]:
+        """The images/edits requests seen."""
+        return [s for s in self.seen if s.path.endswith("/images/edits")]
 
     def count(self, kind: str | None = None) -> int:
         return sum(1 for s in self.seen if kind is None or s.kind == kind)
@@ -283,7 +293,9 @@ class FakeProvider:
                 self._painted[(width, height)] = paint_scene("a fox", width, height, 7)
             png = self._painted[(width, height)]
         # Like a reference-taking model, the fake draws the cast from the reference it was sent.
-        png = png or paint(body["prompt"], width, height, body.get("seed", 7), _reference(body))
+        upload = body.get("image")
+        ref = self.uploads.get(upload["sha256"]) if isinstance(upload, dict) else _reference(body)
+        png = png or paint(body["prompt"], width, height, body.get("seed", 7), ref)
         if body.get("response_format") == "url":
             name = f"img{len(self.files)}.png"
             self.files[name] = png
@@ -336,14 +348,15 @@ class FakeProvider:
                     "chat"
                     if path.endswith("/chat/completions")
                     else "images"
-                    if path.endswith("/images/generations")
+                    if path.endswith(("/images/generations", "/images/edits"))
                     else "moderations"
                     if path.endswith("/moderations")
                     else "files"
                 )
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
+                edit = path.endswith("/images/edits")
+                body = self._form(raw) if edit else json.loads(raw) if raw else None
                 auth = self.headers.get("Authorization")
                 with fake.lock:
                     now = time.monotonic()
@@ -352,6 +365,9 @@ class FakeProvider:
                     fault = (
                         fake._over_limit(kind, now) or fake._over_tokens(kind, body, now) or fault
                     )
+                    if edit and not isinstance(body.get("image"), dict):
+                        message = "image is required: a file in a multipart/form-data body"
+                        fault = {"status": 400, "body": {"error": {"message": message}}}
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
@@ -378,6 +394,26 @@ class FakeProvider:
                 finally:
                     with fake.lock:
                         fake.in_flight -= 1
+
+            def _form(self, raw: bytes) -> dict:
+                """An edit's fields, its `image` file described (its bytes in fake.uploads)."""
+                try:
+                    fields, files = parse_form(self.headers.get("Content-Type", ""), raw)
+                except ValueError as exc:
+                    return {"error": str(exc)}
+                body: dict[str, Any] = dict(fields)
+                if "image" in files:
+                    up = files["image"]
+                    sha = content_hash(up.data)
+                    with fake.lock:
+                        fake.uploads[sha] = up.data
+                    body["image"] = {
+                        "filename": up.filename,
+                        "content_type": up.content_type,
+                        "bytes": len(up.data),
+                        "sha256": sha,
+                    }
+                return body
 
             def do_POST(self) -> None:  # http.server's naming
                 self._handle("POST")
