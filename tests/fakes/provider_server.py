@@ -370,9 +370,21 @@ class FakeProvider:
                         fault = {"status": 400, "body": {"error": {"message": message}}}
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                counted = [True]
+
+                def done() -> None:
+                    # Before the answer is written: once it is, the client may free its slot and
+                    # send its next request before this thread runs again, which counted 3 in
+                    # flight under a client limit of 2 when the machine was loaded.
+                    with fake.lock:
+                        if counted[0]:
+                            counted[0] = False
+                            fake.in_flight -= 1
+
                 try:
                     time.sleep(fault.get("sleep", fake.delay_s))
                     if fault.get("drop"):
+                        done()
                         self._drop(fault["drop"], kind, body)
                         return
                     if kind == "files":
@@ -387,13 +399,13 @@ class FakeProvider:
                             "body": {"error": {"message": f"Incorrect API key: {auth}"}},
                         }
                     status, headers, payload = fake._respond(kind, body, fault)
+                    done()
                     self._head(status, headers, len(payload))
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client timed out and left
                 finally:
-                    with fake.lock:
-                        fake.in_flight -= 1
+                    done()
 
             def _form(self, raw: bytes) -> dict:
                 """An edit's fields, its `image` file described (its bytes in fake.uploads)."""
