@@ -81,7 +81,7 @@ def _record_stamps(settings, engine) -> list[float]:
         database_url=libpq_url(engine),
         redis_url=settings.limits_redis_url,
     )
-    bucket = limit.limiter.bucket_factory.get_buckets()[0]
+    bucket = limit.limiter.bucket_factory.owned_buckets()[0]
     put, stamps = bucket.put, []
 
     def recording_put(item):
