@@ -20,7 +20,7 @@ from pypdf.generic import ContentStream, DictionaryObject, NameObject
 from storygen_dagster.books.epub import book_identifier, render_epub
 from storygen_dagster.books.fonts import FontError, fonts_for
 from storygen_dagster.books.pdf import render_pdf
-from storygen_dagster.books.preflight import preflight
+from storygen_dagster.books.preflight import matrix_product, preflight
 from storygen_dagster.domain.book import Page, render_book
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.domain.printing import BookScene, PrintBook, PrintSettings, page_plan
@@ -186,16 +186,7 @@ def _visible_pictures(page) -> list[tuple[float, float, float, float]]:
         elif operator == b"Q":
             ctm, clip = stack.pop()
         elif operator == b"cm":
-            a, b, c, d, e, f = (float(v) for v in operands)
-            a2, b2, c2, d2, e2, f2 = ctm
-            ctm = (
-                a * a2 + b * c2,
-                a * b2 + b * d2,
-                c * a2 + d * c2,
-                c * b2 + d * d2,
-                e * a2 + f * c2 + e2,
-                e * b2 + f * d2 + f2,
-            )
+            ctm = matrix_product(tuple(float(v) for v in operands), ctm)  # type: ignore[arg-type]
         elif operator == b"re":  # fpdf2 draws at the identity matrix: user space is the page
             x, y, w, h = (float(v) for v in operands)
             rect = (min(x, x + w), min(y, y + h), max(x, x + w), max(y, y + h))

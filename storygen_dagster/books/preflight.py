@@ -106,7 +106,7 @@ def _box_problems(page, number: int, settings: PrintSettings) -> list[str]:
     return problems
 
 
-def _multiply(m: Matrix, n: Matrix) -> Matrix:
+def matrix_product(m: Matrix, n: Matrix) -> Matrix:
     a, b, c, d, e, f = m
     a2, b2, c2, d2, e2, f2 = n
     return (
@@ -135,7 +135,7 @@ def _pictures(page, number: int) -> list[Picture]:
         elif operator == b"Q" and stack:
             ctm = stack.pop()
         elif operator == b"cm":
-            ctm = _multiply(tuple(float(v) for v in operands), ctm)  # type: ignore[arg-type]
+            ctm = matrix_product(tuple(float(v) for v in operands), ctm)  # type: ignore[arg-type]
         elif operator == b"Do" and operands[0] in xobjects:
             xobject: Any = xobjects[operands[0]].get_object()
             if xobject.get("/Subtype") == "/Image":
