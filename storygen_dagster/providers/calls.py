@@ -124,7 +124,7 @@ class ProviderCalls:
         )
         if hold_id is None:
             raise BudgetExceeded(
-                f"daily budget reached: ${committed:.4f} spent or in flight today (UTC) + this "
+                f"{daily_budget.STOP_MARK}: ${committed:.4f} spent or in flight today (UTC) + this "
                 f"{ctx.asset} call up to ${estimate_usd:.4f} > STORYGEN_MAX_COST_PER_DAY_USD="
                 f"${limit:.4f}; story {ctx.story_id} stops here and resumes tomorrow (nightly "
                 "schedule) or when run again"

@@ -14,6 +14,15 @@ import sqlalchemy as sa
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import budget_holds, provider_calls
 
+# How a refusal starts (providers/calls.py): a story stopped by it failed for the day, not for
+# anything of its own, and its request keeps its attempts (storage/requests.py).
+STOP_MARK = "daily budget reached"
+
+
+def is_budget_stop(error: str | None) -> bool:
+    return bool(error) and STOP_MARK in str(error)
+
+
 # pg_advisory_xact_lock key of the daily budget ("sgbudget" as an integer).
 LOCK_KEY = 0x7367627564676574
 HOLD_TTL = dt.timedelta(hours=1)

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from storygen_dagster.storage.daily_budget import is_budget_stop
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import stories, story_requests
 
@@ -247,6 +248,10 @@ def finish_from_stories(
             )
             if settled:
                 values = _outcome(status, error or run_error, run_id)
+                if status == "failed" and is_budget_stop(error):
+                    # Stopped for the day's budget: the next night (or a run on demand) resumes
+                    # it, and that must not use up the request's attempts.
+                    values["attempts"] = sa.func.greatest(story_requests.c.attempts - 1, 0)
             else:
                 retry = story_requests.c.attempts < (max_attempts or 0)
                 why = f"run {run_id}: {run_error}"
