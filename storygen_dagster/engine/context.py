@@ -21,6 +21,10 @@ class StoryRun:
         self.done: dict[str, list[str]] = {}  # story -> assets built
         self._facts: dict[tuple[str, str], tuple[dict, dict[int, dict]]] = {}
         self._seeds: dict[str, int] = {}
+        # One print file rendered at a time: fpdf2 and fontTools are pure Python that holds the
+        # GIL, and renders side by side in worker threads starved the event loop that sends
+        # the other stories' provider calls (rendering them in parallel gains nothing).
+        self.render_slot = asyncio.Semaphore(1)
 
     @property
     def engine(self):

@@ -88,10 +88,11 @@ async def print_file(run: StoryRun, sid: str, asset: str) -> None:
             for r, png in zip(rows, pngs, strict=True)
         ],
     )
-    started = time.perf_counter()
-    data = await asyncio.to_thread(_render, asset, book, settings)
-    latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    key = store.key_for("books", sid, data, SUFFIX[asset])
+    async with run.render_slot:
+        started = time.perf_counter()
+        data = await asyncio.to_thread(_render, asset, book, settings)
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    key = await asyncio.to_thread(store.key_for, "books", sid, data, SUFFIX[asset])
     uri = await asyncio.to_thread(store.put, key, data)
     await asyncio.to_thread(
         repo.set_print_file,
