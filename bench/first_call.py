@@ -5,7 +5,10 @@ start to the fake's first request, the whole run, and the run's wall against the
 
     STORYGEN_DATABASE_URL=postgresql://... python -m bench.first_call --stories 1,20,40
 
-Each N gets a database of its own (no call cache hit)."""
+Each N gets a database of its own (no call cache hit). On a loaded machine wall times swing:
+each row also has the demo's CPU seconds (to its first call, and in all), and `--baseline DIR
+--baseline-python PY` runs another checkout (`git archive main | tar -x -C DIR`, with its own
+venv) back to back with this one, `--repeat` times."""
 
 from __future__ import annotations
 
@@ -71,20 +74,21 @@ def measure(
         # The demo's CPU (user + sys, its own and its children's): wall swings with the load.
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()  # CLOCK_MONOTONIC: the fake's clock too (same host)
-        done = subprocess.run(
+        demo = subprocess.Popen(
             [*cli, "demo", "--stories", str(stories)],
             cwd=root,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=1800,
-            check=False,
         )
+        cpu_to_first = _cpu_when(demo.pid, lambda: bool(fake.seen))
+        _, stderr = demo.communicate(timeout=1800)
         wall = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         times = sorted(s.at for s in fake.seen if s.kind in ("chat", "images"))
-    if done.returncode != 0 or not times:
-        raise RuntimeError(f"demo failed ({done.returncode}): {done.stderr[-2000:]}")
+    if demo.returncode != 0 or not times:
+        raise RuntimeError(f"demo failed ({demo.returncode}): {stderr[-2000:]}")
     calls = len(times)
     first, last = times[0] - started, times[-1] - started
     calls_span = last - first + latency
@@ -94,6 +98,7 @@ def measure(
         "limits": limits,
         "calls": calls,
         "first_call_s": round(first, 2),
+        "cpu_to_first_call_s": cpu_to_first,
         "wall_s": round(wall, 2),
         "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
         "calls_span_s": round(calls_span, 2),
@@ -101,6 +106,21 @@ def measure(
         "calls_vs_ideal": round(calls_span / ideal, 2),
         "wall_vs_ideal": round(wall / ideal, 2),
     }
+
+
+def _cpu_when(pid: int, happened, poll_s: float = 0.005) -> float | None:
+    """The CPU seconds (user + sys) of process `pid` when `happened()` first holds, read from
+    /proc (Linux): how much of the time to the first call is the demo's own work."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = None
+    while not happened():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None  # ended before its first call
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        time.sleep(poll_s)
+    return None if cpu is None else round(cpu, 2)
 
 
 def main(argv: list[str] | None = None) -> None:
