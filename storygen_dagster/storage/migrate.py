@@ -49,8 +49,10 @@ def at_heads(url: str) -> bool:
     with get_engine(url).connect() as conn:
         if conn.execute(sa.text("select to_regclass(:t)"), {"t": VERSION_TABLE}).scalar() is None:
             return False
-        stamped = conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalars()
-        return set(stamped) == script_heads()
+        stamped: set[str] = set(
+            conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalars()
+        )
+        return stamped == script_heads()
 
 
 def upgrade(url: str, revision: str = "heads") -> None:
