@@ -88,7 +88,7 @@ async def print_file(run: StoryRun, sid: str, asset: str) -> None:
             for r, png in zip(rows, pngs, strict=True)
         ],
     )
-    async with run.render_slot:
+    async with run.renders.slot():
         started = time.perf_counter()
         data = await asyncio.to_thread(_render, asset, book, settings)
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
