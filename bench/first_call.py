@@ -5,13 +5,17 @@ start to the fake's first request, the whole run, and the run's wall against the
 
     STORYGEN_DATABASE_URL=postgresql://... python -m bench.first_call --stories 1,20,40
 
-Each N gets a database of its own (no call cache hit)."""
+Each N gets a database of its own (no call cache hit). On a loaded machine wall times swing:
+each row also has the demo's CPU seconds (to its first call, and in all), and `--baseline DIR
+--baseline-python PY` runs another checkout (`git archive main | tar -x -C DIR`, with its own
+venv) back to back with this one, `--repeat` times."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -19,10 +23,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+_OPEN_INSTANCE = "from storygen_dagster.cli_context import Context; Context().instance()"
 
 
 def measure(
-    stories: int, latency: float, database_url: str, concurrency: int = 16, limits: str = "shared"
+    stories: int,
+    latency: float,
+    database_url: str,
+    concurrency: int = 16,
+    limits: str = "shared",
+    root: Path = ROOT,
+    python: str = sys.executable,
 ) -> dict:
     from bench.fake_server import CHAT_MODEL, IMAGE_MODEL, KEY, PRICES
     from tests.fakes.provider_server import FakeProvider
@@ -48,23 +59,36 @@ def measure(
             STORYGEN_LIMITS=limits,
             STORYGEN_MODEL_PRICES=json.dumps(PRICES),
         )
-        # The first command on a new database creates Dagster's tables: not the run's cost.
-        cli = [sys.executable, "-m", "storygen_dagster.cli"]
-        subprocess.run([*cli, "status"], cwd=ROOT, env=env, capture_output=True, check=True)
-        started = time.monotonic()  # CLOCK_MONOTONIC: the fake's clock too (same host)
-        done = subprocess.run(
-            [*cli, "demo", "--stories", str(stories)],
-            cwd=ROOT,
+        # The first command on a new database creates our tables (`status`) and Dagster's (the
+        # instance: `status` does not open it, and creating its tables took ~1.5 s of the first
+        # demo's time to its first call): not the cost of a run.
+        cli = [python, "-m", "storygen_dagster.cli"]
+        subprocess.run([*cli, "status"], cwd=root, env=env, capture_output=True, check=True)
+        subprocess.run(
+            [python, "-c", _OPEN_INSTANCE],
+            cwd=root,
             env=env,
             capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
+            check=True,
         )
+        # The demo's CPU (user + sys, its own and its children's): wall swings with the load.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()  # CLOCK_MONOTONIC: the fake's clock too (same host)
+        demo = subprocess.Popen(
+            [*cli, "demo", "--stories", str(stories)],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        cpu_to_first = _cpu_when(demo.pid, lambda: bool(fake.seen))
+        _, stderr = demo.communicate(timeout=1800)
         wall = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         times = sorted(s.at for s in fake.seen if s.kind in ("chat", "images"))
-    if done.returncode != 0 or not times:
-        raise RuntimeError(f"demo failed ({done.returncode}): {done.stderr[-2000:]}")
+    if demo.returncode != 0 or not times:
+        raise RuntimeError(f"demo failed ({demo.returncode}): {stderr[-2000:]}")
     calls = len(times)
     first, last = times[0] - started, times[-1] - started
     calls_span = last - first + latency
@@ -74,7 +98,9 @@ def measure(
         "limits": limits,
         "calls": calls,
         "first_call_s": round(first, 2),
+        "cpu_to_first_call_s": cpu_to_first,
         "wall_s": round(wall, 2),
+        "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
         "calls_span_s": round(calls_span, 2),
         "ideal_s": round(ideal, 2),
         "calls_vs_ideal": round(calls_span / ideal, 2),
@@ -82,23 +108,53 @@ def measure(
     }
 
 
+def _cpu_when(pid: int, happened, poll_s: float = 0.005) -> float | None:
+    """The CPU seconds (user + sys) of process `pid` when `happened()` first holds, read from
+    /proc (Linux): how much of the time to the first call is the demo's own work."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = None
+    while not happened():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None  # ended before its first call
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        time.sleep(poll_s)
+    return None if cpu is None else round(cpu, 2)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.first_call")
     parser.add_argument("--stories", default="1,20,40")
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--limits", default="shared", help="comma list of shared,process")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each figure")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. `git archive main`): each run is paired with one of it",
+    )
+    parser.add_argument(
+        "--baseline-python", default=sys.executable, help="the baseline's interpreter (its venv)"
+    )
     args = parser.parse_args(argv)
     server = os.environ.get("STORYGEN_DATABASE_URL")
     if not server:
         parser.error("set STORYGEN_DATABASE_URL (a server: the bench makes its own databases)")
     from bench.shared_limits import scratch_database
 
+    trees = {"this": (ROOT, sys.executable)}
+    if args.baseline:
+        trees["baseline"] = (args.baseline.resolve(), args.baseline_python)
     for n in (int(s) for s in args.stories.split(",")):
         for limits in args.limits.split(","):
-            with scratch_database(server) as url:
-                row = measure(n, args.latency, url, limits=limits)
-            sys.stdout.write(json.dumps({"figure": "first_call", **row}) + "\n")
-            sys.stdout.flush()
+            for _ in range(args.repeat):
+                for tree, (root, python) in trees.items():  # back to back: the load drifts
+                    with scratch_database(server) as url:
+                        row = measure(n, args.latency, url, limits=limits, root=root, python=python)
+                    sys.stdout.write(json.dumps({"figure": "first_call", "tree": tree, **row}))
+                    sys.stdout.write("\n")
+                    sys.stdout.flush()
 
 
 if __name__ == "__main__":

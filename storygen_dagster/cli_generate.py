@@ -84,12 +84,12 @@ def generate(
     assets: list[str] | None = None,
 ) -> None:
     from storygen_dagster.console import Console, redactor, spend_by_story
-    from storygen_dagster.definitions import build_definitions
     from storygen_dagster.engine.vocabulary import ASSETS
     from storygen_dagster.pipeline import materialize_stories
     from storygen_dagster.storage.db import mask_url
     from storygen_dagster.storage.outages import exit_if_database_lost
     from storygen_dagster.storage.repository import register_request
+    from storygen_dagster.story_definitions import build_story_definitions
 
     check_providers(ctx.settings)
     verbose = bool(click.get_current_context().find_root().params.get("verbose"))
@@ -107,8 +107,9 @@ def generate(
         # Progress comes from the run's events (console.on_event); Dagster's own console lines
         # (run and step events, captured log lines) only with -v.
         outcomes = materialize_stories(
-            # Built now, so the providers are the ones this command's settings name.
-            build_definitions(),
+            # Built now, so the providers are the ones this command's settings name. The story
+            # job alone: the dbt assets and automation only cost import time here.
+            build_story_definitions(),
             ctx.instance(),
             ids,
             tags=tags,

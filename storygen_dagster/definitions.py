@@ -7,9 +7,9 @@ from storygen_dagster.defs.celery import storybook_celery_job
 from storygen_dagster.defs.dbt import assets as dbt_assets
 from storygen_dagster.defs.dbt.project import dbt_executable, dbt_project
 from storygen_dagster.defs.jobs import storybook_job
-from storygen_dagster.defs.resources import default_resources, with_io_managers
 from storygen_dagster.defs.story import assets as story_assets
 from storygen_dagster.defs.story.check_reports import check_report_job
+from storygen_dagster.story_definitions import story_resources
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
@@ -33,7 +33,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         schedules=[schedules.nightly_stories, dbt_assets.analytics_schedule],
         resources={
             "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
-            **with_io_managers(resources or default_resources()),
+            **story_resources(resources),
         },
         # Steps share one process: the multiprocess executor costs seconds per step here.
         executor=dg.in_process_executor,

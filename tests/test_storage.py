@@ -167,3 +167,25 @@ def test_pipeline_writes_images_and_book_to_s3(s3_endpoint, s3_bucket, instance,
     assert books == ["epub", "html", "pdf"]
     book = reads.story_overview(engine, "s3-story").iloc[0]["book"]
     assert book.startswith("s3://books/lib/books/s3-story/")
+
+
+def test_migration_heads_read_from_the_files_are_alembics():
+    from alembic.script import ScriptDirectory
+
+    from storygen_dagster.storage import migrate
+
+    config = migrate.alembic_config("postgresql://u@127.0.0.1/d")
+    assert migrate.script_heads() == set(ScriptDirectory.from_config(config).get_heads())
+
+
+def test_upgrade_skips_alembic_only_for_a_database_stamped_at_the_heads(database_url, engine):
+    """The CLI and run workers check the version table instead of running alembic: a database
+    stamped at an older revision is not taken for current."""
+    from storygen_dagster.storage import migrate
+
+    assert migrate.at_heads(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"update {migrate.VERSION_TABLE} set version_num = '0014_shared_limits'")
+        )
+    assert not migrate.at_heads(database_url)

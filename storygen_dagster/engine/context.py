@@ -9,6 +9,7 @@ from storygen_dagster.domain.models import StructuredStory
 from storygen_dagster.domain.plan import needs_build, user_owned
 from storygen_dagster.engine.deps import RunOptions, StoryDeps
 from storygen_dagster.engine.outcomes import Built, CheckOutcome, Reporter, StageError
+from storygen_dagster.engine.render_gate import RenderGate
 from storygen_dagster.providers.base import CallContext
 from storygen_dagster.storage import reads, sheets
 from storygen_dagster.storage.staleness import load_row_facts
@@ -21,6 +22,7 @@ class StoryRun:
         self.done: dict[str, list[str]] = {}  # story -> assets built
         self._facts: dict[tuple[str, str], tuple[dict, dict[int, dict]]] = {}
         self._seeds: dict[str, int] = {}
+        self.renders = RenderGate()
 
     @property
     def engine(self):

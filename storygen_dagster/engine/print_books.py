@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from storygen_dagster.books.epub import render_epub
-from storygen_dagster.books.pdf import render_pdf
-from storygen_dagster.books.preflight import preflight
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.assets import EPUB, PDF, PRINT_FILES
 from storygen_dagster.domain.models import Provenance, StructuredStory
@@ -22,8 +21,28 @@ from storygen_dagster.engine.vocabulary import BOOK, IMAGES
 from storygen_dagster.storage import reads
 from storygen_dagster.storage import repository as repo
 
+if TYPE_CHECKING:
+    from storygen_dagster.books.preflight import Preflight
+
 SUFFIX = {PDF: ".pdf", EPUB: ".epub"}
 PREFLIGHT = "print_preflight"
+
+
+def _render(asset: str, book: PrintBook, settings: PrintSettings) -> bytes:
+    if asset != PDF:
+        return render_epub(book, settings)
+    # fpdf2 and fontTools (and pypdf below) are imported on a story's first print file, in a
+    # worker thread: at the top of this module they cost a CLI run ~0.3 s of CPU before its
+    # first provider call.
+    from storygen_dagster.books.pdf import render_pdf
+
+    return render_pdf(book, settings)
+
+
+def _preflight(pdf: bytes, settings: PrintSettings, scene_numbers: list[int]) -> Preflight:
+    from storygen_dagster.books.preflight import preflight
+
+    return preflight(pdf, settings, scene_numbers)
 
 
 def file_fingerprint(asset: str, story: StructuredStory, rows, settings: PrintSettings) -> str:
@@ -69,11 +88,11 @@ async def print_file(run: StoryRun, sid: str, asset: str) -> None:
             for r, png in zip(rows, pngs, strict=True)
         ],
     )
-    started = time.perf_counter()
-    render = render_pdf if asset == PDF else render_epub
-    data = await asyncio.to_thread(render, book, settings)
-    latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    key = store.key_for("books", sid, data, SUFFIX[asset])
+    async with run.renders.slot():
+        started = time.perf_counter()
+        data = await asyncio.to_thread(_render, asset, book, settings)
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    key = await asyncio.to_thread(store.key_for, "books", sid, data, SUFFIX[asset])
     uri = await asyncio.to_thread(store.put, key, data)
     await asyncio.to_thread(
         repo.set_print_file,
@@ -124,7 +143,7 @@ async def check_preflight(run: StoryRun, sid: str, pdf: bytes, scene_numbers: li
     """print_preflight: WARN for what a printer would flag, ERROR for an unprintable file."""
     if not run.check_selected(PDF, PREFLIGHT):
         return
-    report = await asyncio.to_thread(preflight, pdf, run.deps.printing, scene_numbers)
+    report = await asyncio.to_thread(_preflight, pdf, run.deps.printing, scene_numbers)
     run.check(
         sid,
         PDF,

@@ -48,6 +48,25 @@ class StoryEngine:
         if not run.options.assets:
             await _stage(sid, "checks", stored.check_stored(run, sid))
             return []
+        run.renders.calls_started()  # before the first await: every story counts at once
+        try:
+            story = await self._provider_stages(sid)
+        finally:
+            await run.renders.calls_done()
+        if story is None:  # held for review
+            return run.done.get(sid, [])
+        if run.selected(BOOK):
+            await _stage(sid, BOOK, book.storybook(run, sid))
+        for asset in (PDF, EPUB):
+            if run.selected(asset):
+                await _stage(sid, asset, print_books.print_file(run, sid, asset))
+        await _stage(sid, "up_to_date", stored.up_to_date(run, sid))
+        return run.done.get(sid, [])
+
+    async def _provider_stages(self, sid: str):
+        """Text to pictures (every stage that calls a provider); the story, or None when it is
+        held for review."""
+        run = self.run_state
         if run.selected(STRUCTURED):
             await _stage(sid, STRUCTURED, text.structured_story(run, sid))
         first = next(a for a in (*ASSETS[1:], STRUCTURED) if run.selected(a))
@@ -65,15 +84,9 @@ class StoryEngine:
         if any(run.selected(a) for a in (MOMENTS, SHEET, IMAGES, BOOK, PDF, EPUB)) and await _stage(
             sid, MOMENTS, review.held(run, sid)
         ):
-            return run.done.get(sid, [])
+            return None
         if run.selected(SHEET):
             await _stage(sid, SHEET, sheet.character_sheet(run, sid, story))
         if run.selected(IMAGES):
             await _stage(sid, IMAGES, scenes.scene_images(run, sid, story))
-        if run.selected(BOOK):
-            await _stage(sid, BOOK, book.storybook(run, sid))
-        for asset in (PDF, EPUB):
-            if run.selected(asset):
-                await _stage(sid, asset, print_books.print_file(run, sid, asset))
-        await _stage(sid, "up_to_date", stored.up_to_date(run, sid))
-        return run.done.get(sid, [])
+        return story

@@ -27,7 +27,7 @@ from tenacity import (
 
 from storygen_dagster.providers.base import ProviderError
 from storygen_dagster.providers.limits import global_slots, rate_limiter
-from storygen_dagster.providers.shared_limits import STALE_S, SharedRates, shared_rates
+from storygen_dagster.providers.shared_limits import SharedRates, shared_rates
 from storygen_dagster.providers.token_limits import check_tokens, take_tokens
 from storygen_dagster.settings import Settings
 
@@ -219,20 +219,15 @@ class ProviderHttp:
         if self.out_of_credits:
             raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
         shared = self._shared() if api else None
-        taken = 0.0
-        if shared is not None:
-            taken = await shared.acquire()
-        elif api:
+        if shared is None and api:
             limiter = rate_limiter(self.limit_name, self.rpm, self.settings.max_concurrency)
             await limiter.acquire()
         # Every attempt: a provider counts a retried call's tokens again.
         await take_tokens(self.limit_name, self.tpm, tokens, self.settings, self.database_url)
         headers = {"Authorization": f"Bearer {self._api_key}"} if api and self._api_key else {}
-        async with global_slots(self.settings.max_concurrency):
-            if shared is not None and time.monotonic() - taken > STALE_S:
-                # The token aged waiting for a slot: the provider would count this request
-                # later than we did, so take a fresh one (the old one stays counted).
-                await shared.acquire()
+        slots = global_slots(self.settings.max_concurrency)
+        await self._slot_and_token(slots, shared)
+        try:
             if self.out_of_credits:  # tripped while this call waited for a slot
                 raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
             try:
@@ -248,6 +243,8 @@ class ProviderHttp:
                 raise _Retryable(f"connection dropped ({_describe(exc)})") from exc
             except httpx.TransportError as exc:
                 raise ProviderError(f"request not sent ({_describe(exc)})") from exc
+        finally:
+            slots.release()
         code = response.status_code
         if code == 429 or code >= 500:
             retry_after = parse_retry_after(response.headers)
@@ -264,6 +261,29 @@ class ProviderHttp:
         if code >= 400:
             raise ProviderError(f"HTTP {code}: {_snippet(response)}", status_code=code)
         return response
+
+    @staticmethod
+    async def _slot_and_token(slots: asyncio.Semaphore, shared: SharedRates | None) -> None:
+        """A concurrency slot, then the shared rate's token, taken just before the request:
+        the provider counts the request when we do. (Token first, a request that waited for
+        a slot carried a stale token and took a second one while holding its slot; a batch's
+        calls queued behind those retakes, one limit thread each: 20 stories' calls stopped
+        for 6-7 s at a time.) When the rate is spent, the slot is given back for the wait,
+        so other providers' calls are not held up by this one's limit. Returns holding a
+        slot."""
+        while True:
+            await slots.acquire()
+            if shared is None:
+                return
+            try:
+                _, wait = await shared.try_acquire()
+            except BaseException:
+                slots.release()
+                raise
+            if wait <= 0:
+                return
+            slots.release()
+            await asyncio.sleep(wait)
 
     def _shared(self) -> SharedRates | None:
         if self.database_url is None:

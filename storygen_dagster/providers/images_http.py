@@ -14,6 +14,7 @@ sha256 and size only."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
@@ -59,6 +60,12 @@ def to_png(data: bytes, width: int, height: int) -> bytes:
             return out.getvalue()
     except Exception:  # let inspect_png name the problem
         return data
+
+
+def _checked_png(data: bytes, width: int, height: int) -> bytes:
+    png = to_png(data, width, height)
+    inspect_png(png, width=width, height=height)
+    return png
 
 
 def openai_size(model: str, width: int, height: int) -> str:
@@ -161,8 +168,9 @@ class HttpImageService(ImageService):
             )
             if out.cached:
                 key = (out.response or {}).get("object_key")
-                if key and self.store.exists(key):
-                    return self._result(self.store.get(key), out, prompt, width, height, facts)
+                if key and await asyncio.to_thread(self.store.exists, key):
+                    png = await asyncio.to_thread(self.store.get, key)
+                    return self._result(png, out, prompt, width, height, facts)
                 # The object is gone: pay for the image again rather than fail.
                 fresh = CallContext(ctx.story_id, ctx.asset, ctx.scene_number, fresh=True)
                 out = await self.calls.fetch(
@@ -171,8 +179,10 @@ class HttpImageService(ImageService):
             out.cost_usd = cost
             try:
                 raw, source = await self._image_bytes(client, out)
-                png = to_png(raw, width, height)
-                inspect_png(png, width=width, height=height)
+                # Decoding and resizing (tens of ms of CPU per picture) in a worker thread,
+                # where Pillow releases the GIL: in the event loop they held up every other
+                # story's calls.
+                png = await asyncio.to_thread(_checked_png, raw, width, height)
             except (ProviderError, ImageCheckError) as exc:
                 summary = {"error": str(exc), "data": _summary(out.response)}
                 await self.calls.record(
@@ -183,11 +193,10 @@ class HttpImageService(ImageService):
                 raise rejected(
                     f"{self.flavor} image for story {ctx.story_id} {where}: {exc}"
                 ) from None
-        key = self.store.key_for("images", ctx.story_id, png, ".png")
-        self.store.put(key, png)
+        key, sha256 = await asyncio.to_thread(self._put, ctx.story_id, png)
         stored = {
             "object_key": key,
-            "sha256": content_hash(png),
+            "sha256": sha256,
             "source": source,
             "width": width,
             "height": height,
@@ -195,6 +204,11 @@ class HttpImageService(ImageService):
         }
         await self.calls.record(ctx, out, endpoint, body, status="succeeded", response=stored)
         return self._result(png, out, prompt, width, height, facts)
+
+    def _put(self, story_id: str, png: bytes) -> tuple[str, str]:
+        key = self.store.key_for("images", story_id, png, ".png")
+        self.store.put(key, png)
+        return key, content_hash(png)
 
     async def _image_bytes(self, client, out: CallOutcome) -> tuple[bytes, str]:
         try:

@@ -82,26 +82,42 @@ class SharedRates:
 
     async def acquire(self, weight: int = 1) -> float:
         """Wait for this limit and take a token; returns when it was taken (time.monotonic(),
-        read before the try). A token that took longer than STALE_S to reach the caller
-        (a starved thread or event loop) is replaced by a fresh one: the stale one stays
-        counted, so our count of a window is never below what the provider sees in it."""
+        read before the try)."""
+        while True:
+            taken, wait = await self.try_acquire(weight)
+            if wait <= 0:
+                return taken
+            await asyncio.sleep(wait)
+
+    async def try_acquire(self, weight: int = 1) -> tuple[float, float]:
+        """One try: (when the token was taken, 0.0), or (when tried, the seconds to wait before
+        trying again). A token that took longer than STALE_S to reach the caller (a starved
+        thread or event loop) is replaced by a fresh one: the stale one stays counted, so our
+        count of a window is never below what the provider sees in it."""
         loop = asyncio.get_running_loop()
         stale = 0
         while True:
-            tried = time.monotonic()
-            wait = await loop.run_in_executor(self.thread, self.take_once, weight)
+            wait, tried = await loop.run_in_executor(self.thread, self._take_timed, weight)
             if wait > 0:
-                await asyncio.sleep(wait)
-                continue
+                return tried, wait
             # (a weighted take, e.g. a request's tokens, is not taken twice)
             if weight > 1 or time.monotonic() - tried <= STALE_S or stale >= MAX_RETAKES:
-                return tried
+                return tried, 0.0
             stale += 1
             log.debug(
                 "%s: token %.2f s old when it reached the caller, taking another",
                 self.name,
                 time.monotonic() - tried,
             )
+
+    def _take_timed(self, weight: int) -> tuple[float, float]:
+        """take_once, and when it started: a token's age counts from its try, not from when
+        the caller queued for this limit's thread. (Counted from the queueing, a batch's
+        calls queued behind each other's takes went stale and were taken again, up to 4
+        takes each: the thread fell further behind, and 20 stories' calls stopped for
+        seconds at a time on a loaded machine.)"""
+        tried = time.monotonic()
+        return self.take_once(weight), tried
 
     def take_once(self, weight: int = 1) -> float:
         """0 when a token was taken now, else the seconds to wait before trying again.

@@ -4,9 +4,9 @@ its alembic state in the same database."""
 from alembic import context
 from sqlalchemy import Connection, create_engine, text
 
+from storygen_dagster.storage.migrate import VERSION_TABLE
 from storygen_dagster.storage.tables import metadata
 
-VERSION_TABLE = "storygen_alembic_version"
 # Serialises concurrent upgrades (CLI, code server, tests) on one database.
 MIGRATION_LOCK_ID = 7_340_021
 
