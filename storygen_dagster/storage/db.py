@@ -91,8 +91,8 @@ def get_engine(url: str) -> sa.Engine:
 
 # Set while a CLI command's own watch (storage/outages.py `exit_if_database_lost`) tells the
 # user about an outage on the console: the engines then log theirs at debug only. Their
-# warning, logged from inside a Dagster step, goes to Dagster's event log first, which is on
-# the same lost server: it could come out late or not at all (seen once in 364 tests).
+# warning is logged from inside a Dagster step, whose logging also writes to the event log on
+# the same lost server: in one full-suite run it never reached the console.
 console_watch = threading.Event()
 
 
