@@ -13,7 +13,8 @@ import httpx
 import sqlalchemy as sa
 
 from storygen_dagster.providers.base import CallContext, ProviderError
-from storygen_dagster.providers.http import HttpResult, ProviderHttp
+from storygen_dagster.providers.http import ProviderHttp
+from storygen_dagster.providers.http_parts import HttpResult
 from storygen_dagster.settings import ModelPrice, Settings
 from storygen_dagster.storage import call_cache, daily_budget
 from storygen_dagster.storage.call_cache import CallRecord

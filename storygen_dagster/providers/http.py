@@ -8,13 +8,8 @@ limit and one slot of the process-wide concurrency limit; backoff sleeps hold ne
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import functools
 import logging
-import ssl
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 from tenacity import (
@@ -26,63 +21,23 @@ from tenacity import (
 )
 
 from storygen_dagster.providers.base import ProviderError
+from storygen_dagster.providers.http_parts import (
+    DROPPED,
+    HttpResult,
+    Retryable,
+    describe,
+    json_body,
+    parse_retry_after,
+    snippet,
+    ssl_context,
+    url_path,
+)
 from storygen_dagster.providers.limits import global_slots, rate_limiter
 from storygen_dagster.providers.shared_limits import SharedRates, shared_rates
 from storygen_dagster.providers.token_limits import check_tokens, take_tokens
 from storygen_dagster.settings import Settings
 
 log = logging.getLogger("storygen.providers")
-
-# The connection died before a full response: refused, reset (ReadError/WriteError), closed
-# without a reply or mid-body (RemoteProtocolError): a crashed worker, a restarted load
-# balancer, a keep-alive connection closed by the server as it was reused. Retried like a
-# timeout (as the OpenAI SDK does): a request the server had already processed is then paid
-# twice, the price of not failing the story. The other transport errors (UnsupportedProtocol,
-# LocalProtocolError) are ours: the same request would fail again.
-DROPPED = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-@dataclass
-class HttpResult:
-    status: int
-    body: Any  # parsed JSON, or bytes for downloads
-    attempts: int
-    latency_ms: float
-    waits: list[float] = field(default_factory=list)
-
-
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or a date)."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """Loading the CA bundle costs ~50 ms of CPU (measured here, on the event loop's thread):
-    done once per process, not once per call."""
-    return httpx.create_ssl_context()
 
 
 class ProviderHttp:
@@ -127,7 +82,7 @@ class ProviderHttp:
         return text.replace(self._api_key, "***") if self._api_key else text
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self.timeout, follow_redirects=True, verify=_ssl_context())
+        return httpx.AsyncClient(timeout=self.timeout, follow_redirects=True, verify=ssl_context())
 
     async def post_json(
         self,
@@ -151,7 +106,7 @@ class ProviderHttp:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
             return min(exc.retry_after, self.settings.retry_after_max_s)
         s = self.settings
         return wait_exponential_jitter(
@@ -181,7 +136,7 @@ class ProviderHttp:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.retry_attempts),
             wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
+            retry=retry_if_exception_type(Retryable),
             sleep=sleep,
             reraise=True,
         )
@@ -190,12 +145,12 @@ class ProviderHttp:
                 with attempt:
                     attempts += 1
                     response = await self._once(client, method, url, body, api, tokens, files)
-        except (_Retryable, ProviderError) as exc:
-            status = exc.status if isinstance(exc, _Retryable) else exc.status_code
+        except (Retryable, ProviderError) as exc:
+            status = exc.status if isinstance(exc, Retryable) else exc.status_code
             fatal = isinstance(exc, ProviderError) and exc.fatal
-            what = "gave up after" if isinstance(exc, _Retryable) else "failed on attempt"
+            what = "gave up after" if isinstance(exc, Retryable) else "failed on attempt"
             err = ProviderError(
-                self.redact(f"{self.provider} {method} {_path(url)} {what} {attempts}: {exc}"),
+                self.redact(f"{self.provider} {method} {url_path(url)} {what} {attempts}: {exc}"),
                 status_code=status,
                 fatal=fatal,
             )
@@ -203,7 +158,7 @@ class ProviderHttp:
             err.latency_ms = round((time.perf_counter() - started) * 1000, 3)  # type: ignore[attr-defined]
             raise err from None
         latency = round((time.perf_counter() - started) * 1000, 3)
-        payload = response.content if not api else _json(response)
+        payload = response.content if not api else json_body(response)
         return HttpResult(response.status_code, payload, attempts, latency, waits)
 
     async def _once(
@@ -238,11 +193,11 @@ class ProviderHttp:
                 else:
                     response = await client.request(method, url, json=body, headers=headers)
             except httpx.TimeoutException as exc:
-                raise _Retryable(f"timeout ({type(exc).__name__})") from exc
+                raise Retryable(f"timeout ({type(exc).__name__})") from exc
             except DROPPED as exc:
-                raise _Retryable(f"connection dropped ({_describe(exc)})") from exc
+                raise Retryable(f"connection dropped ({describe(exc)})") from exc
             except httpx.TransportError as exc:
-                raise ProviderError(f"request not sent ({_describe(exc)})") from exc
+                raise ProviderError(f"request not sent ({describe(exc)})") from exc
         finally:
             slots.release()
         code = response.status_code
@@ -251,15 +206,15 @@ class ProviderHttp:
             if shared is not None and code == 429 and retry_after:
                 # Every worker waits, not only this call: they share the provider's limit.
                 await shared.pause(min(retry_after, self.settings.retry_after_max_s))
-            raise _Retryable(f"HTTP {code}: {_snippet(response)}", code, retry_after)
+            raise Retryable(f"HTTP {code}: {snippet(response)}", code, retry_after)
         if code == 402:
             self.out_of_credits = self.redact(
                 f"{self.provider}: HTTP 402 Payment Required (out of credits), stopping all "
-                f"calls: {_snippet(response)}"
+                f"calls: {snippet(response)}"
             )
             raise ProviderError(self.out_of_credits, status_code=402, fatal=True)
         if code >= 400:
-            raise ProviderError(f"HTTP {code}: {_snippet(response)}", status_code=code)
+            raise ProviderError(f"HTTP {code}: {snippet(response)}", status_code=code)
         return response
 
     @staticmethod
@@ -295,25 +250,3 @@ class ProviderHttp:
             database_url=self.database_url,
             redis_url=self.settings.limits_redis_url,
         )
-
-
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _path(url: str) -> str:
-    return httpx.URL(url).path
-
-
-def _snippet(response: httpx.Response, limit: int = 300) -> str:
-    return " ".join(response.text.split())[:limit]
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise ProviderError(
-            f"HTTP {response.status_code} reply is not JSON: {_snippet(response, 120)}",
-            status_code=response.status_code,
-        ) from exc
