@@ -10,7 +10,7 @@ import sys
 import sqlalchemy as sa
 
 from storygen_dagster.domain.models import StoryRequest
-from storygen_dagster.storage import daily_budget
+from storygen_dagster.storage import daily_budget, request_outcomes
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage import requests as queue
 from storygen_dagster.storage.call_cache import CallRecord, record
@@ -84,7 +84,9 @@ def test_a_story_stopped_by_the_daily_budget_keeps_its_requests_attempts(engine)
                 ),
                 {"r": f"run-{sid}", "i": ids[sid]},
             )
-        queue.finish_from_stories(engine, [sid], [f"run-{sid}"], "step failed", max_attempts=3)
+        request_outcomes.finish_from_stories(
+            engine, [sid], [f"run-{sid}"], "step failed", max_attempts=3
+        )
     rows = {r["story_id"]: r for r in queue.request_rows(engine)}
     assert rows["budget-1"]["status"] == rows["broken-1"]["status"] == "failed"
     assert rows["budget-1"]["attempts"] == 2 and "daily budget reached" in rows["budget-1"]["error"]

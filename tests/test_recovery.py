@@ -19,6 +19,7 @@ from storygen_dagster import recovery
 from storygen_dagster.defs.automation import launches
 from storygen_dagster.defs.automation.sensors import story_request_sensor, story_run_failed_sensor
 from storygen_dagster.instance import dagster_yaml
+from storygen_dagster.storage import request_outcomes
 from storygen_dagster.storage import requests as queue
 from storygen_dagster.storage.db import dagster_url
 
@@ -175,7 +176,7 @@ def test_a_run_not_launched_for_the_request_never_moves_it(engine, instance, res
     rid, req = _queued_request(engine, instance, resources, "ui-1")
     ui_run = _run(instance, S.FAILURE, "ui-1")  # e.g. a UI materialization of the same story
     launches.settle_run(engine, instance, ui_run, "boom", max_attempts=3)
-    queue.mark_running(engine, ["ui-1"], queue.launch_ids(ui_run.run_id, None))
+    request_outcomes.mark_running(engine, ["ui-1"], queue.launch_ids(ui_run.run_id, None))
     row = _rows(engine)[rid]
     assert (row["status"], row["run_id"]) == ("queued", f"runkey:{req.run_key}")
 

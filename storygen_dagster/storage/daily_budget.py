@@ -15,7 +15,7 @@ from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import budget_holds, provider_calls
 
 # How a refusal starts (providers/calls.py): a story stopped by it failed for the day, not for
-# anything of its own, and its request keeps its attempts (storage/requests.py).
+# anything of its own, and its request keeps its attempts (storage/request_outcomes.py).
 STOP_MARK = "daily budget reached"
 
 

@@ -19,6 +19,7 @@ from storygen_dagster.defs.partitions import (
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.recovery import recovery_settings
+from storygen_dagster.storage import request_outcomes
 from storygen_dagster.storage import requests as queue
 from storygen_dagster.storage.repository import register_requests
 
@@ -146,12 +147,12 @@ def reconcile(
             fixed += 1
     by_id: dict[str, dg.DagsterRun | None] = {}
     settled: set[str] = set()
-    for row in queue.active_launches(engine):
+    for row in request_outcomes.active_launches(engine):
         if row.run_id not in by_id:
             by_id[row.run_id] = instance.get_run_by_id(row.run_id)
         run = by_id[row.run_id]
         if run is None:
-            fixed += queue.finish_from_stories(
+            fixed += request_outcomes.finish_from_stories(
                 engine,
                 [row.story_id],
                 [row.run_id],
@@ -172,19 +173,19 @@ def settle_run(
     message: str | None,
     max_attempts: int | None,
 ) -> int:
-    """The requests of a finished run take its outcome (queue.finish_from_stories)."""
+    """The requests of a finished run take its outcome (request_outcomes.finish_from_stories)."""
     story_ids = run_story_ids(run, instance)
     if not story_ids:
         return 0
     ids = queue.launch_ids(run.run_id, run.tags.get(RUN_KEY_TAG))
     if run.status == dg.DagsterRunStatus.SUCCESS:
-        return queue.finish_from_stories(engine, story_ids, ids, None)
+        return request_outcomes.finish_from_stories(engine, story_ids, ids, None)
     if run.status == dg.DagsterRunStatus.CANCELED:
         error, run_level = message or "the run was canceled", True
     else:
         error = message or "the run failed"
         run_level = run.tags.get("dagster/failure_reason") != STEP_FAILURE
-    return queue.finish_from_stories(
+    return request_outcomes.finish_from_stories(
         engine, story_ids, ids, error, run_level=run_level, max_attempts=max_attempts
     )
 

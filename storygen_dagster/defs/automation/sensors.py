@@ -24,6 +24,7 @@ from storygen_dagster.defs.partitions import (
 )
 from storygen_dagster.defs.resources import StoryDatabase
 from storygen_dagster.settings import get_settings
+from storygen_dagster.storage import request_outcomes
 from storygen_dagster.storage import requests as queue
 
 _settings = get_settings()
@@ -69,7 +70,7 @@ def story_run_started_sensor(context: dg.RunStatusSensorContext, db: StoryDataba
     story_ids = run_story_ids(run, context.instance)
     if story_ids:
         ids = queue.launch_ids(run.run_id, run.tags.get(RUN_KEY_TAG))
-        queue.mark_running(db.engine(), story_ids, ids)
+        request_outcomes.mark_running(db.engine(), story_ids, ids)
 
 
 @dg.run_status_sensor(
