@@ -145,13 +145,12 @@ def exit_if_database_lost(
                 say(f"database unreachable, waiting up to {grace:.0f} s for it: {error}")
             if now - last_ok >= grace and not stop.is_set():
                 sys.stdout.flush()
-                sys.stderr.write(
+                say(
                     f"Error: the database is unreachable ({mask_url(url)}) for {now - last_ok:.0f}"
                     f" s: {error}. Stopped; stories not reported finished are not complete: run"
                     " the same command again when the database is back (paid provider calls"
-                    " are cached).\n"
+                    " are cached)."
                 )
-                sys.stderr.flush()
                 release_embedded_handle()
                 os._exit(EXIT_DATABASE_UNREACHABLE)
 

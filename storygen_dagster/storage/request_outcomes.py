@@ -11,10 +11,8 @@ import sqlalchemy as sa
 
 from storygen_dagster.storage.daily_budget import is_budget_stop
 from storygen_dagster.storage.dblog import db_op
-from storygen_dagster.storage.requests import RUN_KEY_PREFIX
+from storygen_dagster.storage.requests import ATTEMPT_GIVEN_BACK, NOW, RUN_KEY_PREFIX
 from storygen_dagster.storage.tables import stories, story_requests
-
-NOW = sa.func.now()
 
 
 def mark_running(engine: sa.Engine, story_ids: list[str], run_ids: list[str]) -> int:
@@ -103,7 +101,7 @@ def finish_from_stories(
                 if status == "failed" and is_budget_stop(error):
                     # Stopped for the day's budget: the next night (or a run on demand) resumes
                     # it, and that must not use up the request's attempts.
-                    values["attempts"] = sa.func.greatest(story_requests.c.attempts - 1, 0)
+                    values["attempts"] = ATTEMPT_GIVEN_BACK
             else:
                 retry = story_requests.c.attempts < (max_attempts or 0)
                 why = f"run {run_id}: {run_error}"

@@ -14,6 +14,9 @@ from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import story_requests
 
 NOW = sa.func.now()
+# A launch that did not count (it never started, or the daily budget stopped it) gives its
+# attempt back.
+ATTEMPT_GIVEN_BACK = sa.func.greatest(story_requests.c.attempts - 1, 0)
 RUN_KEY_PREFIX = "runkey:"  # run_id holds the run key until the run's id is known
 
 
@@ -149,7 +152,7 @@ def resolve_launch(engine: sa.Engine, request_id: int, run_id: str | None) -> No
             else {
                 "status": "pending",
                 "run_id": None,
-                "attempts": sa.func.greatest(story_requests.c.attempts - 1, 0),
+                "attempts": ATTEMPT_GIVEN_BACK,
             }
         )
         op.rows = conn.execute(
