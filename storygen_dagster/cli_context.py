@@ -61,10 +61,11 @@ class StorygenGroup(click.Group):
 
 
 def _unreachable_message(obj: Context | None, exc: BaseException) -> str:
-    from storygen_dagster.storage.db import mask_url
+    from storygen_dagster.storage.db import describe_database
 
     settings = obj.settings if obj is not None else get_settings()
     url = getattr(obj, "_url", None) or settings.database_url
-    where = mask_url(url) if url else f"embedded server in {settings.home_dir / 'pgdata'}"
+    pgdata = settings.home_dir / "pgdata"
+    where = describe_database(url) if url else f"embedded server, data in {pgdata}"
     detail = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
     return f"the database is unreachable ({where}): {detail.strip()}"

@@ -86,7 +86,7 @@ def generate(
     from storygen_dagster.console import Console, redactor, spend_by_story
     from storygen_dagster.engine.vocabulary import ASSETS
     from storygen_dagster.pipeline import materialize_stories
-    from storygen_dagster.storage.db import mask_url
+    from storygen_dagster.storage.db import describe_database, mask_url
     from storygen_dagster.storage.outages import exit_if_database_lost
     from storygen_dagster.storage.repository import register_request
     from storygen_dagster.story_definitions import build_story_definitions
@@ -128,6 +128,7 @@ def generate(
                 for r in rows
             ],
             "database_url": mask_url(ctx.url),
+            "database": describe_database(ctx.url),
             "runs": [o.run_id for o in outcomes],
         }
         click.echo(json.dumps(payload, indent=2))

@@ -130,7 +130,11 @@ def test_embedded_default_end_to_end(tmp_path):
     out = storygen(["demo", "--stories", "2", "--json"], env, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     payload = json.loads(out.stdout)
-    assert "pgdata" in payload["database_url"] and "***" in payload["database_url"]
+    assert "***" in payload["database_url"]
+    # The data directory is named in "database": the URL's host is the server's socket
+    # directory, which is a short /tmp directory when the data path is long.
+    pgdata = (tmp_path / "h" / "pgdata").resolve()
+    assert f"embedded server, data in {pgdata}:" in payload["database"]
     _check_books(payload)
     assert (tmp_path / "h" / "pgdata" / "PG_VERSION").exists()
     status = storygen(["status", "--json"], env, tmp_path)

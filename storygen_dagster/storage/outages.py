@@ -22,7 +22,7 @@ from storygen_dagster.storage.db import (
     CONNECT_TIMEOUT_S,
     app_url,
     console_watch,
-    mask_url,
+    describe_database,
     outage_grace_s,
     release_embedded_handle,
 )
@@ -145,8 +145,9 @@ def exit_if_database_lost(
                 say(f"database unreachable, waiting up to {grace:.0f} s for it: {error}")
             if now - last_ok >= grace and not stop.is_set():
                 sys.stdout.flush()
+                where = describe_database(url)
                 say(
-                    f"Error: the database is unreachable ({mask_url(url)}) for {now - last_ok:.0f}"
+                    f"Error: the database is unreachable ({where}) for {now - last_ok:.0f}"
                     f" s: {error}. Stopped; stories not reported finished are not complete: run"
                     " the same command again when the database is back (paid provider calls"
                     " are cached)."
