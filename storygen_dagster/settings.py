@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     book_language: str = Field(
         "en",
         pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$",
-        description="BCP 47 language of the PDF and EPUB",
+        description="BCP 47 language of the HTML book, the PDF and the EPUB",
     )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"

@@ -3,6 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
+from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.book import Page, render_book
 from storygen_dagster.domain.compose import compose_image_prompt
 from storygen_dagster.domain.ids import InvalidStoryId, story_id_for, validate_story_id
@@ -210,3 +211,28 @@ def test_book_escapes_text_and_rejects_missing_pages():
     assert "<script>x</script>" not in html and "&lt;script&gt;" in html
     with pytest.raises(ValueError, match="do not match"):
         render_book("ann-1", story, pages[:2], 1024, 768)
+    assert '<html lang="en">' in html
+    assert '<html lang="pt-BR">' in render_book("ann-1", story, pages, 1024, 768, language="pt-BR")
+
+
+def test_book_fingerprint_covers_what_the_book_shows():
+    """The HTML book shows the dedication (child, age, value), the cast page's title (the side
+    character) and declares its language: a change to any makes it stale; a field it does not
+    show (the tone) does not."""
+    story = story_for(StoryRequest(scene_count=3, child_name="Ann"))
+    pages = [(s.scene_number, s.text, "ab" * 32) for s in story.scenes]
+    base = fp.storybook(story, pages, None, "en")
+    assert fp.storybook(story, pages, None, "en") == base
+
+    def changed(path: str, value) -> str:
+        data = story.model_dump(mode="json")
+        section, name = path.split(".")
+        data[section][name] = value
+        return fp.storybook(StructuredStory.model_validate(data), pages, None, "en")
+
+    assert changed("child_profile.age", 6 if story.child_profile.age != 6 else 5) != base
+    assert changed("story_meta.value_to_teach", "patience") != base
+    assert changed("side_character.description", "Pip, a brave mouse") != base
+    assert changed("story_meta.tone", "calm and slow") == base
+    assert fp.storybook(story, pages, None, "de") != base
+    assert fp.storybook(story, pages, "cd" * 32, "en") != base

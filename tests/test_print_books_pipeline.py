@@ -88,3 +88,29 @@ def test_a_held_story_gets_no_print_files(instance, engine, test_defs, monkeypat
     assert not all(o.success for o in outcomes)
     row = reads.story_overview(engine, sid).iloc[0]
     assert row["status"] == "held" and row["pdf"] is None and row["epub"] is None
+
+
+def test_book_language_moves_every_book_and_is_declared(
+    instance, engine, test_defs, object_root, monkeypatch
+):
+    """STORYGEN_BOOK_LANGUAGE is declared by the HTML book as by the PDF and EPUB: changing it
+    makes the book stale (and the print files after it), and re-rendering them is current."""
+    sid = "lang-1"
+    repo.register_request(engine, sid, StoryRequest(story_id=sid, scene_count=3), by="test")
+    assert all(o.success for o in materialize_stories(test_defs, instance, [sid]))
+    store = ObjectStore(str(object_root))
+    book = reads.story_overview(engine, sid).iloc[0]["book"]
+    assert '<html lang="en">' in store.get(book).decode()
+    assert not stale_items(engine, sid)
+
+    monkeypatch.setenv("STORYGEN_BOOK_LANGUAGE", "pl")
+    reasons = {i["asset"]: i["reason"] for i in stale_items(engine, sid)}
+    assert reasons == {
+        "storybook": "inputs changed",
+        "storybook_pdf": "upstream stale",
+        "storybook_epub": "upstream stale",
+    }, reasons
+    assert all(o.success for o in materialize_stories(test_defs, instance, [sid], assets=PRINT))
+    new_book = reads.story_overview(engine, sid).iloc[0]["book"]
+    assert new_book != book and '<html lang="pl">' in store.get(new_book).decode()
+    assert not stale_items(engine, sid)

@@ -58,6 +58,7 @@ def render_book(
     width: int,
     height: int,
     cast: CastPage | None = None,
+    language: str = "en",
 ) -> str:
     numbers = [p.scene_number for p in pages]
     expected = [s.scene_number for s in story.scenes]
@@ -76,5 +77,6 @@ def render_book(
             cast=cast,
             width=width,
             height=height,
+            language=language,
         )
     )

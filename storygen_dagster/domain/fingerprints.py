@@ -83,10 +83,26 @@ def scene_image(
 
 
 def storybook(
-    title: str, pages: Sequence[tuple[int, str, str | None]], sheet: str | None = None
+    story: StructuredStory,
+    pages: Sequence[tuple[int, str, str | None]],
+    sheet: str | None,
+    language: str,
 ) -> str:
-    """pages: (scene_number, text, image_sha256) in order; sheet: the cast page's sha256."""
-    return content_hash({"title": title, "pages": [list(p) for p in pages], "sheet": sheet})
+    """Everything the HTML book shows: the title, the dedication (child, age, value), the cast
+    page (the sheet and its title, which names the side character), the pages (scene_number,
+    text, image_sha256, in order) and the language it declares."""
+    return content_hash(
+        {
+            "title": story.story_meta.story_title,
+            "child": story.child_profile.name,
+            "age": story.child_profile.age,
+            "value": story.story_meta.value_to_teach,
+            "side_character": story.side_character.model_dump(mode="json"),
+            "pages": [list(p) for p in pages],
+            "sheet": sheet,
+            "language": language,
+        }
+    )
 
 
 def print_file(

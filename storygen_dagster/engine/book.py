@@ -62,15 +62,17 @@ async def storybook(run: StoryRun, sid: str) -> None:
         if sheet
         else None
     )
+    language = run.deps.printing.language
     fingerprint = fp.storybook(
-        story.story_meta.story_title,
+        story,
         [(r["scene_number"], r["text"], r["image_sha256"]) for r in rows],
         sheet["sha256"] if sheet else None,
+        language,
     )
     if await run.skip_current(sid, BOOK, fingerprint):
         return
     started = time.perf_counter()
-    html = render_book(sid, story, pages, run.width, run.height, cast).encode()
+    html = render_book(sid, story, pages, run.width, run.height, cast, language).encode()
     store = run.deps.store
     key = store.key_for("books", sid, html, ".html")
     uri = await asyncio.to_thread(store.put, key, html)

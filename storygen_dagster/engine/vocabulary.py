@@ -50,7 +50,9 @@ CODE_VERSIONS = {
     SHEET: "character_sheet-v1",
     # v2: one locked seed per story and the character sheet as the pictures' reference.
     IMAGES: "scene_images-v2",
-    BOOK: "storybook-v1",
+    # v2: declares STORYGEN_BOOK_LANGUAGE (was "en" always); its fingerprint covers the
+    # dedication, the cast page's title and the language.
+    BOOK: "storybook-v2",
     PDF: "storybook_pdf-v1",
     EPUB: "storybook_epub-v1",
 }

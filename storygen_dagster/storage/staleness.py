@@ -57,7 +57,8 @@ def stale_items(
 ) -> list[dict]:
     """Every stale or missing value of the story: [{asset, scene_number, reason}], in
     pipeline order. An empty list: everything is built from its current inputs. `printing`:
-    the print settings the PDF and EPUB are compared with (unset: STORYGEN_PRINT_*)."""
+    the print settings the books are compared with (unset: STORYGEN_PRINT_*, the language)."""
+    printing = printing or PrintSettings.from_settings(get_settings())
     requests = reads.load_requests(engine, [story_id])
     if story_id not in requests:
         raise LookupError(f"story_id {story_id!r} not found")
@@ -124,19 +125,19 @@ def stale_items(
     book_uri = reads.load_story_field(engine, [story_id], "book_uri").get(story_id)
     if book_reason is None:
         current = fp.storybook(
-            story.story_meta.story_title,
+            story,
             [
                 (int(r["scene_number"]), r["text"], r["image_sha256"])
                 for r in frame.to_dict("records")
             ],
             sheet["sha256"] if sheet else None,
+            printing.language,
         )
         book_reason = value_state(current, stored.get("storybook"), bool(book_uri))
     elif not book_uri:
         book_reason = "missing"
     if book_reason:
         items.append(_item("storybook", book_reason))
-    printing = printing or PrintSettings.from_settings(get_settings())
     rows = frame.to_dict("records")
     pages = [(int(r["scene_number"]), r["text"], r["moment"], r["image_sha256"]) for r in rows]
     for asset, column in PRINT_FILES.items():
