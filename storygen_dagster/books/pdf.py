@@ -15,7 +15,7 @@ from datetime import UTC
 from fpdf import FPDF
 from fpdf.output import PDFPage
 
-from storygen_dagster.books import layout
+from storygen_dagster.books import font_cache, layout
 from storygen_dagster.books.fonts import FontSet, dropped_characters, fonts_for
 from storygen_dagster.domain.printing import PrintBook, PrintSettings, page_plan
 
@@ -36,7 +36,7 @@ def render_pdf(book: PrintBook, settings: PrintSettings) -> bytes:
             "characters no book font has are left out",
             extra={"story_id": book.story_id, "characters": "".join(dropped)},
         )
-    pdf = _new_document(book, settings, fonts)
+    pdf, document_fonts = _new_document(book, settings, fonts)
     pages = layout.Pages(pdf, settings, fonts.body.family, INK, PAPER, ACCENT)
     scenes = {s.scene_number: s for s in book.scenes}
     for page in page_plan(list(scenes)):
@@ -57,18 +57,23 @@ def render_pdf(book: PrintBook, settings: PrintSettings) -> bytes:
         elif page == "back":
             pages.back_cover(book, io.BytesIO(book.scenes[-1].png))
     _add_page_boxes(pdf, settings)
+    document_fonts.for_output()
+    _drop_layout_tables(pdf)
     return bytes(pdf.output())
 
 
-def _new_document(book: PrintBook, settings: PrintSettings, fonts: FontSet) -> FPDF:
+def _new_document(
+    book: PrintBook, settings: PrintSettings, fonts: FontSet
+) -> tuple[FPDF, font_cache.DocumentFonts]:
     size = settings.page_pt
     pdf = FPDF(unit="pt", format=(size, size))
     pdf.set_auto_page_break(False)
     pdf.set_margin(0)
+    # Parsed once per process (books/font_cache.py).
+    document_fonts = font_cache.DocumentFonts(pdf)
     for face in (fonts.body, *fonts.fallbacks):
-        pdf.add_font(face.family, "", str(face.regular))
-        pdf.add_font(face.family, "B", str(face.bold))
-    _drop_layout_tables(pdf)
+        document_fonts.add(face.family, "", face.regular)
+        document_fonts.add(face.family, "B", face.bold)
     pdf.set_font(fonts.body.family, "", 16)
     if fonts.fallbacks:
         pdf.set_fallback_fonts([f.family for f in fonts.fallbacks], exact_match=False)
@@ -80,7 +85,7 @@ def _new_document(book: PrintBook, settings: PrintSettings, fonts: FontSet) -> F
     pdf.set_lang(settings.language)
     created = book.created_at
     pdf.set_creation_date(created if created.tzinfo else created.replace(tzinfo=UTC))
-    return pdf
+    return pdf, document_fonts
 
 
 # The OpenType layout tables fpdf2 drops from every embedded subset (fpdf/output.py,
@@ -88,15 +93,12 @@ def _new_document(book: PrintBook, settings: PrintSettings, fonts: FontSet) -> F
 # from the font file through HarfBuzz, not from fontTools' copy; but fontTools' subsetter
 # (4.68) decompiles all of GSUB and GPOS before dropping them, to look for "beyond 64k" lookup
 # formats: ~70% of a book's render time with Kurinto. Dropping them first embeds the same bytes.
-_DROPPED_LAYOUT_TABLES = ("GSUB", "GPOS", "GDEF")
-
-
+# Called on the fonts output() subsets (the cache's parse never loads them either).
 def _drop_layout_tables(pdf: FPDF) -> None:
     for font in pdf.fonts.values():
         ttfont = getattr(font, "ttfont", None)  # a TTFFont (core fonts have none)
-        for tag in _DROPPED_LAYOUT_TABLES:
-            if ttfont is not None and tag in ttfont:
-                del ttfont[tag]
+        if ttfont is not None:
+            font_cache.drop_layout_tables(ttfont)
 
 
 def _add_page_boxes(pdf: FPDF, settings: PrintSettings) -> None:
