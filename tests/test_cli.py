@@ -170,3 +170,26 @@ def test_embedded_server_with_a_long_home_and_a_long_tmpdir(tmp_path):
     out = storygen(["status", "--json"], _embedded_env(home, TMPDIR=str(tmp)), tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        # A password with an unescaped @ : / %: a ValueError traceback from SQLAlchemy.
+        ("DATABASE_URL", "postgresql://sg:S3cr@t:x/y%z@127.0.0.1:5432/db", "%40"),
+        ("DATABASE_URL", "mysql://sg:S3cr%40t@127.0.0.1/db", "postgresql://"),
+        ("MAX_REDRAWS", "9", "less than or equal to 5"),
+        ("LLM_PROVIDER", "S3cr", "'offline' or 'openai'"),
+    ],
+)
+def test_a_bad_setting_is_one_error_line_naming_it_and_never_its_value(
+    tmp_path, setting, value, named
+):
+    """A bad STORYGEN_* value was a pydantic or SQLAlchemy traceback, and pydantic's message
+    echoes the value (input_value=...): a database URL's password."""
+    env = _embedded_env(tmp_path / "home", **{f"STORYGEN_{setting}": value})
+    out = storygen(["status"], env, tmp_path, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"Error: invalid settings: STORYGEN_{setting}: "), out.stderr
+    assert named in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+    assert "S3cr" not in out.stderr and not (tmp_path / "home").exists()
