@@ -13,7 +13,12 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from storygen_dagster.cli_context import Context, StorygenGroup
-from storygen_dagster.cli_generate import check_providers, generate, parse_request
+from storygen_dagster.cli_generate import (
+    check_providers,
+    decode_request,
+    generate,
+    parse_request,
+)
 from storygen_dagster.cli_lineage import audit, checked_story_id, edit
 from storygen_dagster.cli_ops import dbt, dev
 from storygen_dagster.cli_review import approve, reject, review
@@ -94,13 +99,13 @@ def request(
 ) -> None:
     """Validate a story request, add its partition and generate the book."""
     if str(path) == "-":
-        raw = sys.stdin.read()
+        data = sys.stdin.buffer.read()
     else:
         try:
-            raw = path.read_text()
+            data = path.read_bytes()
         except OSError as exc:
             raise click.ClickException(f"cannot read {path}: {exc.strerror}") from exc
-    parsed = parse_request(raw, str(path))
+    parsed = parse_request(decode_request(data, str(path)), str(path))
     if hold:
         parsed = parsed.model_copy(update={"review": True})
     if enqueue:

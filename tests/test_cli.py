@@ -96,6 +96,33 @@ def test_bad_request_exits_nonzero_naming_the_field_and_stores_nothing(
     assert not (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        # Each was a traceback: Postgres refused the NUL at the insert (UntranslatableCharacter),
+        # the ESC went into the title every terminal prints, read_text() raised
+        # UnicodeDecodeError, json.loads RecursionError.
+        (b'{"child_name": "Ma\\u0000ya"}', "child_name: Value error, control character U+0000"),
+        (b'{"fears": ["\\u001b[2Jthe dark"]}', "fears: Value error, control character U+001B"),
+        ('{"child_name": "Zo\u00eb"}'.encode("latin-1"), "is not UTF-8 text (byte 18"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        # Refused, and the 10 MB prompt was repeated whole in the error line.
+        (json.dumps({"prompt": "x" * 10_000_000}).encode(), "(10000002 characters)"),
+    ],
+)
+def test_unusual_bad_request_is_one_error_line_and_stores_nothing(
+    cli_env, tmp_path, database_url, content, needle
+):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    out = storygen(["request", "--file", str(bad)], cli_env, tmp_path)
+    assert out.returncode == 1
+    assert needle in out.stderr and len(out.stderr) < 1000, out.stderr[-3000:]
+    with get_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text("select count(*) from stories")).scalar() == 0
+    assert not (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
+
+
 def test_request_from_stdin_then_bad_run_id(cli_env, tmp_path):
     request = {"child_name": "Ada", "age": 4, "scene_count": 3, "value_to_teach": "patience"}
     out = storygen(
