@@ -3,6 +3,8 @@ instance on dagster-postgres)."""
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -220,3 +222,25 @@ def test_a_bad_setting_is_one_error_line_naming_it_and_never_its_value(
     assert out.stderr.startswith(f"Error: invalid settings: STORYGEN_{setting}: "), out.stderr
     assert named in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
     assert "S3cr" not in out.stderr and not (tmp_path / "home").exists()
+
+
+def test_a_library_warning_on_the_root_logger_does_not_turn_on_storygen_info_lines(tmp_path):
+    """dagster-postgres calls logging.warning("Retrying failed database creation") when two
+    processes create the instance's tables at once (two `storygen demo` on a fresh home): that
+    called basicConfig, and every storygen record after it was printed ("INFO:storygen.db:db
+    ...", 120 lines in a 2-story demo) although the CLI shows only warnings without -v."""
+    script = (
+        "import logging\n"
+        "from storygen_dagster.logs import configure_logging\n"
+        "configure_logging('text', 'INFO', 'WARNING', verbose=False)\n"
+        "logging.warning('Retrying failed database creation')\n"
+        "logging.getLogger('storygen.db').info('db load_requests rows=1')\n"
+        "logging.getLogger('storygen.db').warning('database unreachable')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stderr.splitlines() == [
+        "warning: Retrying failed database creation",
+        "warning: database unreachable",
+    ]
