@@ -83,7 +83,7 @@ def test_a_held_story_prints_one_error_line_and_the_command_fails(cli_env, tmp_p
     as_json = storygen(["demo", "--stories", "2", "--json"], env, tmp_path)
     assert as_json.returncode == 1
     payload = json.loads(as_json.stdout)
-    assert set(payload) == {"stories", "database_url", "runs"}
+    assert set(payload) == {"stories", "database_url", "database", "runs"}
     keys = {"story_id", "title", "scenes", "book", "pdf", "epub"}
     assert [set(s) for s in payload["stories"]] == [keys] * 2
     assert len([ln for ln in as_json.stderr.splitlines() if ln.startswith("demo-02  ✗")]) == 1
