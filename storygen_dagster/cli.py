@@ -9,14 +9,21 @@ from pathlib import Path
 
 import click
 import dagster as dg
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from storygen_dagster.cli_context import Context, StorygenGroup
-from storygen_dagster.cli_generate import check_providers, generate, parse_request
+from storygen_dagster.cli_generate import (
+    check_providers,
+    decode_request,
+    generate,
+    parse_request,
+)
 from storygen_dagster.cli_lineage import audit, checked_story_id, edit
 from storygen_dagster.cli_ops import dbt, dev
 from storygen_dagster.cli_review import approve, reject, review
 from storygen_dagster.logs import configure_logging
-from storygen_dagster.settings import get_settings
+from storygen_dagster.settings import get_settings, settings_error
 
 
 @click.group(cls=StorygenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +36,10 @@ from storygen_dagster.settings import get_settings
 @click.pass_context
 def main(click_ctx: click.Context, verbose: bool) -> None:
     """storygen: illustrated children's storybooks as Dagster assets."""
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except (ValidationError, SettingsError) as exc:
+        raise click.ClickException(settings_error(exc)) from None
     # Without -v: warnings as plain lines; story progress and errors come from the console
     # (storygen_dagster/console.py). With -v: every log line, and Dagster's events.
     configure_logging(
@@ -89,13 +99,13 @@ def request(
 ) -> None:
     """Validate a story request, add its partition and generate the book."""
     if str(path) == "-":
-        raw = sys.stdin.read()
+        data = sys.stdin.buffer.read()
     else:
         try:
-            raw = path.read_text()
+            data = path.read_bytes()
         except OSError as exc:
             raise click.ClickException(f"cannot read {path}: {exc.strerror}") from exc
-    parsed = parse_request(raw, str(path))
+    parsed = parse_request(decode_request(data, str(path)), str(path))
     if hold:
         parsed = parsed.model_copy(update={"review": True})
     if enqueue:

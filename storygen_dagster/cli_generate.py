@@ -13,18 +13,34 @@ from storygen_dagster.cli_context import Context
 from storygen_dagster.domain.ids import story_id_for
 from storygen_dagster.domain.models import StoryRequest
 
+# How much of a refused value an error line repeats: a 10 MB prompt was echoed whole.
+ECHO_CHARS = 80
+
 
 def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "request"
-        got = (
-            f" (got {err['input']!r})"
-            if "input" in err and not isinstance(err["input"], dict)
-            else ""
-        )
+        got = ""
+        if "input" in err and not isinstance(err["input"], dict):
+            shown = repr(err["input"])
+            if len(shown) > ECHO_CHARS:
+                shown = f"{shown[:ECHO_CHARS]}... ({len(shown)} characters)"
+            got = f" (got {shown})"
         parts.append(f"{field}: {err['msg']}{got}")
     return "invalid request: " + "; ".join(parts)
+
+
+def decode_request(data: bytes, source: str) -> str:
+    """JSON is UTF-8 whatever the locale (a byte-order mark, as some editors write, is
+    accepted); a file in another encoding was a UnicodeDecodeError traceback."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{source} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r}):"
+            " save the request as UTF-8"
+        ) from None
 
 
 def parse_request(raw: str, source: str) -> StoryRequest:
@@ -32,6 +48,8 @@ def parse_request(raw: str, source: str) -> StoryRequest:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{source} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise click.ClickException(f"{source} is not a request: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise click.ClickException(
             f"{source}: a request is one JSON object, got {type(data).__name__}"

@@ -56,11 +56,15 @@ class StorygenHandler(logging.StreamHandler):
 
 
 def detach_handlers() -> None:
-    """Remove the stderr handler configure_logging attached (e.g. after a test's CLI run, whose
+    """Remove the stderr handlers configure_logging attached (e.g. after a test's CLI run, whose
     stderr is closed)."""
-    logger = logging.getLogger("storygen")
-    for handler in [h for h in logger.handlers if isinstance(h, StorygenHandler)]:
-        logger.removeHandler(handler)
+    for logger in (logging.getLogger("storygen"), logging.getLogger()):
+        for handler in [h for h in logger.handlers if isinstance(h, StorygenHandler)]:
+            logger.removeHandler(handler)
+
+
+def _not_storygen(record: logging.LogRecord) -> bool:
+    return record.name != "storygen" and not record.name.startswith("storygen.")
 
 
 def configure_logging(
@@ -85,3 +89,13 @@ def configure_logging(
     else:
         handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logger.addHandler(handler)
+    # Other libraries' warnings, as Python's last-resort handler printed them; and with it the
+    # root logger has a handler, so a library's module-level logging.warning() no longer calls
+    # basicConfig (dagster-postgres' "Retrying failed database creation", when two processes
+    # create the instance's tables at once), whose root handler then printed every storygen
+    # record after it as "INFO:storygen.db:..." (120 lines in a 2-story demo without -v).
+    fallback = StorygenHandler(sys.stderr)
+    fallback.setLevel(logging.WARNING)
+    fallback.addFilter(_not_storygen)
+    fallback.setFormatter(handler.formatter)
+    logging.getLogger().addHandler(fallback)

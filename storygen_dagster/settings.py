@@ -3,8 +3,8 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 
 class ModelPrice(BaseModel):
@@ -42,8 +42,13 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 
 
 class Settings(BaseSettings):
+    # hide_input_in_errors: a refused value is never echoed (a database URL holds a password).
     model_config = SettingsConfigDict(
-        env_prefix="STORYGEN_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="STORYGEN_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     home: Path = Field(Path(".storygen"), description="Embedded Postgres, objects, Dagster home")
@@ -155,6 +160,26 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        """Refused here, naming the setting: a URL SQLAlchemy cannot parse (a password with an
+        unescaped @ : / % in it) or that is not Postgres failed later with a traceback."""
+        if not url:
+            return None
+        from sqlalchemy.engine import make_url
+
+        try:
+            driver = make_url(url).drivername
+        except Exception:
+            raise ValueError(
+                "not a URL like postgresql://user:password@host:5432/db (in the password write"
+                " @ as %40, : as %3A, / as %2F, % as %25)"
+            ) from None
+        if driver.partition("+")[0] != "postgresql":
+            raise ValueError(f"a postgresql:// URL is needed, not {driver}://")
+        return url
+
     def price(self, model: str) -> ModelPrice | None:
         return self.model_prices.get(model) or DEFAULT_PRICES.get(model)
 
@@ -173,3 +198,14 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_error(exc: ValidationError | SettingsError) -> str:
+    """One line naming each refused variable, never its value."""
+    if isinstance(exc, SettingsError):
+        return f"a setting could not be read: {exc}"
+    problems = [
+        f"STORYGEN_{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+        for err in exc.errors()
+    ]
+    return "invalid settings: " + "; ".join(problems)

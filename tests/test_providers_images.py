@@ -175,6 +175,26 @@ def test_b64_payload_is_validated(fake, provider_env, engine, store):
         run(draw(client))
 
 
+@pytest.mark.parametrize(
+    ("reply", "needle"),
+    [
+        ({"data": "queued"}, "image reply has no data"),
+        ({"data": ["queued"]}, "image reply has no data"),
+        ({"data": [{"b64_json": 5}]}, "not valid base64"),
+    ],
+)
+def test_an_image_reply_of_another_shape_fails_clearly_and_is_ledgered(
+    fake, provider_env, engine, store, reply, needle
+):
+    """Were AttributeError / TypeError: a story failed with "'str' object has no attribute
+    'get'" and the paid call was never ledgered."""
+    fake.queue("images", {"status": 200, "body": reply})
+    client = image_resource(fake).client(engine, store)
+    with pytest.raises(ProviderError, match=needle):
+        run(draw(client))
+    assert list(call_cache.ledger(engine)["status"]) == ["failed"]
+
+
 def test_openai_image_edit_uploads_the_sheet_as_multipart_and_keys_it_by_sha256(
     fake, provider_env, engine, store
 ):

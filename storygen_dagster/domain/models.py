@@ -3,6 +3,7 @@ original service)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,6 +23,8 @@ LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 Tags = Annotated[list[ShortText], Field(max_length=8)]
 
 MIN_AGE, MAX_AGE = 3, 6
+# C0 and C1 control characters but tab, line feed and carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MIN_SCENES, MAX_SCENES = 3, 5
 
 
@@ -64,6 +67,22 @@ class StoryRequest(Contract):
     @classmethod
     def _safe_story_id(cls, value: str | None) -> str | None:
         return None if value is None else validate_story_id(value)
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        """A NUL failed the request's insert with a traceback (Postgres text cannot hold it);
+        an escape sequence in a name reached every terminal that prints the title. Line
+        breaks and tabs are text."""
+        if isinstance(value, BaseModel):
+            texts = list(value.model_dump().values())
+        else:
+            texts = value if isinstance(value, list) else [value]
+        for text in texts:
+            found = _CONTROL.search(text) if isinstance(text, str) else None
+            if found:
+                raise ValueError(f"control character U+{ord(found.group()):04X} in the text")
+        return value
 
     def content(self) -> dict:
         """The request without its id or review flag: what the story is generated from."""

@@ -211,16 +211,16 @@ class HttpImageService(ImageService):
         return key, content_hash(png)
 
     async def _image_bytes(self, client, out: CallOutcome) -> tuple[bytes, str]:
-        try:
-            item = out.response["data"][0]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ProviderError(f"image reply has no data: {_summary(out.response)}") from exc
+        data = out.response.get("data") if isinstance(out.response, dict) else None
+        item = data[0] if isinstance(data, list) and data else None
+        if not isinstance(item, dict):  # e.g. "data": "..." was an AttributeError
+            raise ProviderError(f"image reply has no data: {_summary(out.response)}")
         if item.get("b64_json"):
             try:
                 return base64.b64decode(item["b64_json"], validate=True), "b64_json"
-            except (binascii.Error, ValueError) as exc:
+            except (binascii.Error, ValueError, TypeError) as exc:
                 raise ProviderError("image reply b64_json is not valid base64") from exc
-        if item.get("url"):
+        if isinstance(item.get("url"), str):
             download = await self.calls.http.get_bytes(client, item["url"])
             out.attempts += download.attempts
             out.latency_ms += download.latency_ms
@@ -250,7 +250,10 @@ def _summary(response: Any) -> Any:
     data = response.get("data")
     if isinstance(data, list):
         data = [
-            {k: (f"<{len(v)} chars>" if k == "b64_json" else v) for k, v in d.items()}
+            {
+                k: (f"<{len(v)} chars>" if k == "b64_json" and isinstance(v, str) else v)
+                for k, v in d.items()
+            }
             if isinstance(d, dict)
             else d
             for d in data

