@@ -11,7 +11,6 @@ import asyncio
 import io
 import time
 
-import numpy as np
 from PIL import Image, ImageStat
 
 from storygen_dagster.domain.models import Provenance
@@ -48,6 +47,8 @@ def blank_quadrants(img: Image.Image) -> list[str]:
 
 def color_share(img: Image.Image, color: RGB) -> float:
     """The share of pixels within COLOR_TOLERANCE of `color` in every channel."""
+    import numpy as np  # ~0.1 s of import: not before a run's first provider call
+
     small = img.resize((min(img.width, 320), min(img.height, 240)), Image.Resampling.NEAREST)
     pixels = np.asarray(small, dtype=np.int16)
     near = (np.abs(pixels - np.array(color, dtype=np.int16)) <= COLOR_TOLERANCE).all(axis=2)
