@@ -146,6 +146,45 @@ def test_request_from_stdin_then_bad_run_id(cli_env, tmp_path):
     assert instance.get_dynamic_partitions("stories") == before
 
 
+# Imported on a story's way after its first provider call (frames, pictures, print files), or
+# never by a CLI run (dbt): each cost CPU before the first call when a module imported it at
+# the top (pandas and numpy ~0.27 s, Pillow ~0.02 s; docs/performance.md, "The fixed cost of a
+# run").
+NOT_BEFORE_THE_FIRST_CALL = (
+    "pandas",
+    "numpy",
+    "PIL",
+    "fpdf",
+    "fontTools",
+    "pypdf",
+    "dagster_dbt",
+    "dbt",
+)
+
+
+def test_the_cli_and_the_story_job_load_without_frames_pictures_print_or_dbt(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYGEN_", "DAGSTER_"))}
+    env["STORYGEN_HOME"] = str(tmp_path / "home")
+    code = (
+        "import sys\n"
+        "import storygen_dagster.cli, storygen_dagster.cli_generate, storygen_dagster.pipeline\n"
+        "import storygen_dagster.console, storygen_dagster.instance, storygen_dagster.engine\n"
+        "from storygen_dagster.story_definitions import build_story_definitions\n"
+        "build_story_definitions().resolve_job_def('storybook_job')\n"
+        f"print(sorted(m for m in {NOT_BEFORE_THE_FIRST_CALL!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[]"
+
+
 def test_every_command_has_help(tmp_path):
     for cmd in ([], ["demo"], ["request"], ["run"], ["status"]):
         out = storygen([*cmd, "--help"], dict(os.environ), tmp_path, timeout=60)

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from storygen_dagster.defs.stores import ObjectStoreResource, StoryDatabase
 from storygen_dagster.domain.models import Provenance
@@ -124,6 +123,8 @@ def _wants_dict(context: dg.InputContext) -> bool:
 def _by_story(asset: str, obj: Any, ids: list[str]) -> dict[str, Any]:
     """{story_id: value} for the run's stories: a dict for a range, one value for one story,
     or one DataFrame with a story_id column."""
+    import pandas as pd  # not imported before a run's first provider call
+
     if isinstance(obj, pd.DataFrame) and "story_id" in obj.columns and len(ids) > 1:
         obj = {sid: rows.drop(columns="story_id") for sid, rows in obj.groupby("story_id")}
     if not isinstance(obj, Mapping) or (len(ids) == 1 and set(obj) != set(ids)):

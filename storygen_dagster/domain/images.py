@@ -6,8 +6,6 @@ import io
 from dataclasses import dataclass
 from typing import cast
 
-from PIL import Image, ImageOps, ImageStat
-
 
 class ImageCheckError(ValueError):
     pass
@@ -25,6 +23,8 @@ def inspect_png(
 ) -> ImageInfo:
     """Decode `data`; fail if it is not an image, has the wrong size, or is blank (a filtered
     image from a provider comes back as a single colour, usually black)."""
+    from PIL import Image, ImageStat
+
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
@@ -41,6 +41,8 @@ def inspect_png(
 
 
 def thumbnail_jpeg(data: bytes, max_size: tuple[int, int] = (256, 192)) -> bytes:
+    from PIL import Image
+
     with Image.open(io.BytesIO(data)) as img:
         rgb = img.convert("RGB")
         rgb.thumbnail(max_size)
@@ -57,6 +59,8 @@ def checked_sheet(data: bytes, name: str, *, max_bytes: int, width: int, height:
     """A user's character sheet as the PNG the pipeline stores: refused (ImageCheckError naming
     `name` and the limit) when it is over max_bytes, not a decodable PNG or JPEG, too large or
     blank; else fitted into width x height on its own background colour, nothing cropped."""
+    from PIL import Image, ImageOps, ImageStat
+
     if len(data) > max_bytes:
         raise ImageCheckError(
             f"{name}: {len(data):,} bytes is over the {max_bytes:,}-byte limit for a character "

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageChops
+if TYPE_CHECKING:
+    from PIL import Image
+
 
 LIKENESS_THRESHOLD = 0.8
 LEVELS = 4  # per channel: 64 bins, coarse enough to forgive resampling, fine enough for a shirt
@@ -45,6 +48,8 @@ class Figure:
 
 
 def open_rgb(data: bytes) -> Image.Image:
+    from PIL import Image
+
     with Image.open(io.BytesIO(data)) as img:
         return img.convert("RGB")
 
@@ -57,6 +62,8 @@ def background(sheet: Image.Image) -> tuple[int, int, int]:
 
 def figure(sheet: Image.Image, region: tuple[float, float, float, float]) -> Figure | None:
     """The figure in `region` of the sheet, or None when the region is all background."""
+    from PIL import Image, ImageChops
+
     w, h = sheet.size
     box = (int(region[0] * w), int(region[1] * h), int(region[2] * w), int(region[3] * h))
     part = sheet.crop(box)

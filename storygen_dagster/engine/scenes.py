@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.checks import prompt_budget_problems
@@ -28,8 +27,13 @@ from storygen_dagster.engine.vocabulary import IMAGES, MOMENTS, SHEET, STRUCTURE
 from storygen_dagster.providers.reviewer import ReviewSubject
 from storygen_dagster.storage import repository as repo
 
+if TYPE_CHECKING:
+    pass
+
 
 async def scene_moments(run: StoryRun, sid: str, story) -> None:
+    import pandas as pd
+
     _, owned = await run.user_owned(sid)
     wanted = {
         s.scene_number: fp.scene_moment(story, s.scene_number)
@@ -88,6 +92,8 @@ async def scene_moments(run: StoryRun, sid: str, story) -> None:
 
 
 async def scene_images(run: StoryRun, sid: str, story) -> None:
+    import pandas as pd
+
     profile, style = await asyncio.gather(
         run.field(sid, "visual_profile"), run.field(sid, "base_style")
     )

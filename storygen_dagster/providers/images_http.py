@@ -20,8 +20,6 @@ import binascii
 import io
 from typing import Any
 
-from PIL import Image, ImageOps
-
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import ImageCheckError, inspect_png
 from storygen_dagster.providers.base import (
@@ -45,6 +43,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def to_png(data: bytes, width: int, height: int) -> bytes:
     """PNG bytes at exactly width x height (JPEG/WebP are converted; an OpenAI size that is not
     ours is cropped to fill, never stretched)."""
+    from PIL import Image, ImageOps
+
     if data.startswith(PNG_MAGIC):
         try:
             with Image.open(io.BytesIO(data)) as img:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-
-from PIL import Image, ImageDraw
+from typing import TYPE_CHECKING
 
 from storygen_dagster.domain.ids import content_hash
+
+if TYPE_CHECKING:
+    from PIL import ImageDraw
+
 
 RGB = tuple[int, int, int]
 SHEET_BACKGROUND: RGB = (250, 248, 240)
@@ -166,6 +169,8 @@ def draw_friend(draw: ImageDraw.ImageDraw, fur: RGB, cx: float, feet: float, tal
 def paint_sheet(prompt: str, width: int, height: int) -> bytes:
     """The sheet for the card in `prompt`: the child on the left, the friend on the right, a
     plain background."""
+    from PIL import Image, ImageDraw
+
     cast = read_card(prompt)
     img = Image.new("RGB", (width, height), SHEET_BACKGROUND)
     draw = ImageDraw.Draw(img)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-
-from PIL import Image, ImageDraw, ImageFilter
+from typing import TYPE_CHECKING
 
 from storygen_dagster.domain.compose import SHEET_PROMPT_PREFIX
 from storygen_dagster.domain.likeness import (
@@ -27,6 +26,10 @@ from storygen_dagster.providers.base import CallContext, GeneratedImage, ImageSe
 from storygen_dagster.providers.limits import global_slots
 from storygen_dagster.providers.offline import seeded_rng
 from storygen_dagster.providers.offline_figures import paint_sheet
+
+if TYPE_CHECKING:
+    from PIL import Image
+
 
 CHILD_SCALE = 0.5  # of the picture's height
 
@@ -73,6 +76,8 @@ class OfflineImageService(ImageService):
     def character_likeness(
         self, sheet_png: bytes, scene_png: bytes, prompt: str, seed: int
     ) -> float | None:
+        from PIL import Image
+
         with Image.open(io.BytesIO(scene_png)) as img:
             size = img.size
         box = child_box(prompt, seed, *size, sheet_png)
@@ -113,6 +118,8 @@ def child_box(
 
 
 def _paste(img: Image.Image, fig: Figure, box: Box) -> None:
+    from PIL import Image
+
     size = (box[2] - box[0], box[3] - box[1])
     img.paste(fig.image.resize(size), box[:2], fig.mask.resize(size, Image.Resampling.NEAREST))
 
@@ -120,6 +127,8 @@ def _paste(img: Image.Image, fig: Figure, box: Box) -> None:
 def paint_scene(
     prompt: str, width: int, height: int, seed: int, reference: bytes | None = None
 ) -> bytes:
+    from PIL import Image, ImageDraw, ImageFilter
+
     rng = seeded_rng("image", prompt, seed)
     night = any(w in prompt.lower() for w in ("night", "moon", "dark", "evening"))
     top = (20, 24, 70) if night else (rng.randint(90, 150), rng.randint(160, 210), 245)

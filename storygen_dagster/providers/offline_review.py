@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-
-import numpy as np
-from PIL import Image, ImageStat
+from typing import TYPE_CHECKING
 
 from storygen_dagster.domain.models import Provenance
 from storygen_dagster.domain.picture_review import Verdict
 from storygen_dagster.providers.base import CallContext
 from storygen_dagster.providers.offline_figures import RGB, read_card
 from storygen_dagster.providers.reviewer import PictureReviewer, Reviewed, ReviewSubject
+
+if TYPE_CHECKING:
+    from PIL import Image
+
 
 FLAT_STDDEV = 1.5  # a quadrant whose every channel varies less than this is blank
 COLOR_TOLERANCE = 16  # per channel
@@ -32,6 +34,8 @@ NOT_JUDGED = "not judged offline (needs a vision model: STORYGEN_VISION_MODEL)"
 
 
 def blank_quadrants(img: Image.Image) -> list[str]:
+    from PIL import ImageStat
+
     w, h = img.size
     boxes = {
         "top left": (0, 0, w // 2, h // 2),
@@ -48,6 +52,9 @@ def blank_quadrants(img: Image.Image) -> list[str]:
 
 def color_share(img: Image.Image, color: RGB) -> float:
     """The share of pixels within COLOR_TOLERANCE of `color` in every channel."""
+    import numpy as np  # ~0.1 s of import: not before a run's first provider call
+    from PIL import Image
+
     small = img.resize((min(img.width, 320), min(img.height, 240)), Image.Resampling.NEAREST)
     pixels = np.asarray(small, dtype=np.int16)
     near = (np.abs(pixels - np.array(color, dtype=np.int16)) <= COLOR_TOLERANCE).all(axis=2)
@@ -56,6 +63,8 @@ def color_share(img: Image.Image, color: RGB) -> float:
 
 def judge(png: bytes, subject: ReviewSubject) -> tuple[dict[str, tuple[bool, str]], str]:
     """(verdicts, suggested fix) for the picture."""
+    from PIL import Image
+
     with Image.open(io.BytesIO(png)) as opened:
         img = opened.convert("RGB")
     cast = read_card(subject.prompt)

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
@@ -16,6 +15,9 @@ from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.outages import retry_once_on_disconnect
 from storygen_dagster.storage.tables import provider_calls
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def cache_key(provider: str, model: str, endpoint: str, body: dict[str, Any]) -> str:
@@ -119,6 +121,8 @@ def story_spend(engine: sa.Engine, story_id: str) -> float:
 
 
 def ledger(engine: sa.Engine, story_id: str | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     cols = [c for c in provider_calls.c if c.name not in ("request", "response", "cache_key")]
     query = sa.select(*cols).order_by(provider_calls.c.id)
     if story_id is not None:

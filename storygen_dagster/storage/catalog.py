@@ -5,14 +5,17 @@ where its book is), derived from the stored story and book; written idempotently
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from storygen_dagster.domain.models import StructuredStory
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import metadata
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NOW = sa.func.now()
 _now = sa.text("now()")
@@ -44,6 +47,8 @@ def catalog_rows(
     stories: Mapping[str, StructuredStory], book_uris: Mapping[str, str]
 ) -> pd.DataFrame:
     """One row per story, in the order of `stories`; every story needs its book's URI."""
+    import pandas as pd
+
     rows = []
     for sid, story in stories.items():
         meta = story.story_meta
@@ -85,6 +90,8 @@ def upsert_rows(engine: sa.Engine, frame: pd.DataFrame, by: str) -> int:
 
 def load_rows(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, pd.DataFrame]:
     """Each stored story's row as a one-row DataFrame (COLUMNS), by story id."""
+    import pandas as pd
+
     ids = list(story_ids)
     cols = [story_catalog.c[c] for c in COLUMNS]
     with db_op("load_story_catalog", story_id=",".join(ids)) as op, engine.connect() as conn:

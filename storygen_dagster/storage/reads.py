@@ -4,8 +4,8 @@ the checks need them (every read one logged DB operation)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 
 from storygen_dagster.domain.models import (
@@ -18,6 +18,9 @@ from storygen_dagster.domain.models import (
 )
 from storygen_dagster.storage.dblog import db_op
 from storygen_dagster.storage.tables import scenes, stories
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def load_requests(engine: sa.Engine, story_ids: Iterable[str]) -> dict[str, StoryRequest]:
@@ -70,6 +73,8 @@ def load_story_field(engine: sa.Engine, story_ids: Iterable[str], field: str) ->
 
 
 def load_scenes(engine: sa.Engine, story_ids: Iterable[str]) -> pd.DataFrame:
+    import pandas as pd
+
     ids = list(story_ids)
     cols = [
         scenes.c[c]
@@ -105,6 +110,8 @@ def load_scenes(engine: sa.Engine, story_ids: Iterable[str]) -> pd.DataFrame:
 
 
 def story_overview(engine: sa.Engine, story_id: str | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     scene_count = (
         sa.select(sa.func.count()).where(scenes.c.story_id == stories.c.story_id).scalar_subquery()
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
@@ -21,6 +21,9 @@ from storygen_dagster.storage.writes import (
     run_id_of,
     user_owned,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _on_conflict(stmt, columns: tuple[str, ...]):

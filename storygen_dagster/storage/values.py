@@ -15,9 +15,8 @@ Every function takes and returns values keyed by story id."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from storygen_dagster.domain.assets import PRINT_FILES
@@ -25,6 +24,9 @@ from storygen_dagster.domain.models import BaseStyle, Provenance, StructuredStor
 from storygen_dagster.storage import catalog, reads, sheets
 from storygen_dagster.storage import repository as repo
 from storygen_dagster.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MOMENT_COLUMNS = ["scene_number", "text", "moment"]
 IMAGE_COLUMNS = ["scene_number", "image_prompt", "image_uri", "image_sha256"]
@@ -118,6 +120,8 @@ def write(
 ) -> dict[str, Any]:
     """Store {story_id: value} with the engine's writes (user edits kept, every change
     audited); returns what was written: `rows`, and `uris` for objects."""
+    import pandas as pd
+
     uris: list[str] = []
     rows = len(values)
     if asset == "structured_story":
@@ -168,6 +172,8 @@ def _scene_rows(
 ) -> pd.DataFrame:
     """The upsert's rows: the given columns per scene, with the stored scene text (the text
     belongs to structured_story; a scene without a stored text cannot take a moment or image)."""
+    import pandas as pd
+
     frames = [f.assign(story_id=sid) for sid, f in values.items()]
     given = pd.concat(frames, ignore_index=True)[["story_id", "scene_number", *columns]]
     given["scene_number"] = given["scene_number"].astype(int)
