@@ -439,7 +439,7 @@ def test_cli_request_review_list_approve_and_audit(cli, engine, tmp_path):
     assert made.exit_code == 0, made.output
     assert "1 awaiting review" in made.output and "0 failed" in made.output
     assert _status(engine, "cli-1") == "awaiting_review"
-    listed = json.loads(cli("review", "list", "--json").output)
+    listed = json.loads(cli("review", "list", "--json").stdout)
     assert [(r["story_id"], len(r["scenes"])) for r in listed] == [("cli-1", 3)]
     unknown = cli("approve", "nope-1", "--by", "ruth")
     assert unknown.exit_code == 1 and "story_id 'nope-1' not found" in unknown.output
@@ -450,7 +450,7 @@ def test_cli_request_review_list_approve_and_audit(cli, engine, tmp_path):
     assert again.exit_code == 0 and "already approved, nothing changed" in again.output
     late = cli("reject", "cli-1", "--by", "ruth", "--note", "no")
     assert late.exit_code == 1 and "not awaiting review (approved)" in late.output
-    history = json.loads(cli("audit", "cli-1", "--json").output)
+    history = json.loads(cli("audit", "cli-1", "--json").stdout)
     decisions = [h for h in history if h["field"] == "review"]
     assert [(h["asset"], h["source"], h["updated_by"], h["note"]) for h in decisions] == [
         ("scene_moments", "user", "ruth", "ok")
