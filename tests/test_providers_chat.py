@@ -6,12 +6,14 @@ import json
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from storygen_dagster.domain.models import StoryRequest
 from storygen_dagster.providers import offline
 from storygen_dagster.providers.base import CallContext, ProviderError
 from storygen_dagster.providers.calls import BudgetExceeded
 from storygen_dagster.storage import call_cache
+from storygen_dagster.storage.tables import budget_holds
 from tests.fakes.helpers import KEY, llm_resource
 
 pytest_plugins = ["tests.fakes.fixtures"]  # fake, provider_env, real_resources
@@ -221,3 +223,25 @@ def test_budget_is_checked_before_the_call(fake, provider_env, engine):
     with pytest.raises(BudgetExceeded, match="STORYGEN_MAX_COST_PER_STORY_USD"):
         moment(client)
     assert fake.count("chat") == 0
+
+
+def test_a_paid_reply_an_unexpected_error_stops_is_ledgered_and_its_hold_released(
+    fake, provider_env, engine, monkeypatch
+):
+    """Any error between the paid reply and its ledger row (here a bug in parsing) still
+    records the call as failed with its cost, and releases the day's budget hold: before,
+    only ProviderError and InvalidReply did, and the call went unrecorded."""
+    monkeypatch.setenv("STORYGEN_MAX_COST_PER_DAY_USD", "10")
+    client = llm_resource(fake).client(engine)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in parsing")
+
+    monkeypatch.setattr("storygen_dagster.providers.openai_chat.parse_reply", broken)
+    with pytest.raises(RuntimeError, match="a bug in parsing"):
+        moment(client)
+    ledger = call_cache.ledger(engine)
+    assert list(ledger["status"]) == ["failed"] and ledger.iloc[0]["cost_usd"] > 0
+    assert ledger.iloc[0]["error"] == "RuntimeError: a bug in parsing"
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(budget_holds)).scalar() == 0

@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from storygen_dagster.domain.ids import content_hash
 from storygen_dagster.domain.images import inspect_png
@@ -13,6 +14,7 @@ from storygen_dagster.providers.base import CallContext, ProviderError
 from storygen_dagster.providers.offline_figures import paint_sheet
 from storygen_dagster.storage import call_cache
 from storygen_dagster.storage.objects import ObjectStore
+from storygen_dagster.storage.tables import budget_holds
 from tests.conftest import TEST_HEIGHT, TEST_WIDTH
 from tests.fakes.helpers import KEY, image_resource
 from tests.fakes.provider_server import solid_png
@@ -248,3 +250,24 @@ def test_an_edit_without_its_image_is_refused_by_the_fake(fake, provider_env):
         headers={"Authorization": f"Bearer {KEY}"},
     )
     assert reply.status_code == 400 and "image is required" in reply.text
+
+
+def test_a_paid_picture_the_store_refuses_is_ledgered_and_its_hold_released(
+    fake, provider_env, engine, store, monkeypatch
+):
+    """The object store fails after the provider was paid: the call is recorded as failed
+    with its cost (the story's and the day's budget count it) and the day's hold is released."""
+    monkeypatch.setenv("STORYGEN_MAX_COST_PER_DAY_USD", "10")
+    client = image_resource(fake).client(engine, store)
+
+    def refuse(key, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "put", refuse)
+    with pytest.raises(OSError, match="No space left"):
+        run(draw(client))
+    ledger = call_cache.ledger(engine)
+    assert list(ledger["status"]) == ["failed"] and ledger.iloc[0]["cost_usd"] > 0
+    assert "No space left on device" in ledger.iloc[0]["error"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(budget_holds)).scalar() == 0

@@ -37,6 +37,7 @@ class CallOutcome:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     hold_id: int | None = None  # its estimate held in the daily budget until recorded
+    recorded: bool = False
 
 
 def chat_cost(price: ModelPrice | None, prompt_tokens: int, completion_tokens: int) -> float:
@@ -169,8 +170,35 @@ class ProviderCalls:
         rec.completion_tokens = outcome.completion_tokens
         rec.cost_usd = outcome.cost_usd
         await asyncio.to_thread(call_cache.record, self.engine, rec)
+        outcome.recorded = True
         await self._release(outcome.hold_id)
         outcome.hold_id = None
+
+    async def record_unsettled(
+        self,
+        ctx: CallContext,
+        endpoint: str,
+        made: list[tuple[CallOutcome, dict]],
+        exc: Exception,
+    ) -> None:
+        """Paid calls that an unexpected error stopped their caller from recording (an object
+        store that refused the picture, a bug): recorded as failed, so their cost counts in the
+        story's and the day's budget and the day's hold is released. The error that stopped the
+        caller is the one raised: a failure to record here is logged."""
+        error = f"{type(exc).__name__}: {exc}"
+        for outcome, body in made:
+            if outcome.cached or outcome.recorded:
+                continue
+            try:
+                await self.record(ctx, outcome, endpoint, body, status="failed", error=error)
+            except Exception as failed:
+                log.error(
+                    "a paid %s call of story %s could not be recorded: %s",
+                    ctx.asset,
+                    ctx.story_id,
+                    self.http.redact(str(failed))[:300],
+                    extra={"story_id": ctx.story_id, "asset": ctx.asset},
+                )
 
     async def record_failure(
         self,

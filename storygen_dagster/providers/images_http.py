@@ -183,6 +183,7 @@ class HttpImageService(ImageService):
                 # where Pillow releases the GIL: in the event loop they held up every other
                 # story's calls.
                 png = await asyncio.to_thread(_checked_png, raw, width, height)
+                key, sha256 = await asyncio.to_thread(self._put, ctx.story_id, png)
             except (ProviderError, ImageCheckError) as exc:
                 summary = {"error": str(exc), "data": _summary(out.response)}
                 await self.calls.record(
@@ -193,7 +194,9 @@ class HttpImageService(ImageService):
                 raise rejected(
                     f"{self.flavor} image for story {ctx.story_id} {where}: {exc}"
                 ) from None
-        key, sha256 = await asyncio.to_thread(self._put, ctx.story_id, png)
+            except Exception as exc:  # e.g. the object store refused the paid picture
+                await self.calls.record_unsettled(ctx, endpoint, [(out, body)], exc)
+                raise
         stored = {
             "object_key": key,
             "sha256": sha256,

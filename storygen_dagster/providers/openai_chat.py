@@ -158,14 +158,37 @@ class OpenAIChatLLM(StoryLLM):
         data URI, the pictures the messages name by marker (keyed and ledgered by the marker,
         sent as the data URI)."""
         body = self._body(messages, response_model, rules)
+        made: list[tuple[CallOutcome, dict]] = []
+        try:
+            return await self._complete(
+                ctx, prompt, messages, response_model, rules, body, made, images
+            )
+        except Exception as exc:
+            await self.calls.record_unsettled(ctx, ENDPOINT, made, exc)
+            raise
+
+    async def _complete(
+        self,
+        ctx: CallContext,
+        prompt: RenderedPrompt,
+        messages: list[dict],
+        response_model: type[T],
+        rules: ReplyRules,
+        body: dict,
+        made: list[tuple[CallOutcome, dict]],
+        images: dict[str, str] | None = None,
+    ) -> Generated[T]:
+        """complete(), each call made added to `made` as soon as it is paid for."""
         async with self.calls.http.client() as client:
             first = await self._call(ctx, client, body, images)
+            made.append((first, body))
             try:
                 parsed = self._parse(ctx, first, response_model, rules)
             except InvalidReply as bad:
                 await self._record(ctx, first, body, "failed", f"invalid reply: {bad}")
                 repair = self._body([*messages, *_repair_messages(bad)], response_model, rules)
                 second = await self._call(ctx, client, repair, images)
+                made.append((second, repair))
                 try:
                     parsed = self._parse(ctx, second, response_model, rules)
                 except InvalidReply as again:
