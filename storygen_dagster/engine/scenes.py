@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import TYPE_CHECKING
 
 from storygen_dagster.domain import fingerprints as fp
 from storygen_dagster.domain.checks import prompt_budget_problems
@@ -26,9 +25,6 @@ from storygen_dagster.engine.versions import (
 from storygen_dagster.engine.vocabulary import IMAGES, MOMENTS, SHEET, STRUCTURED, STYLE, VISUAL
 from storygen_dagster.providers.reviewer import ReviewSubject
 from storygen_dagster.storage import repository as repo
-
-if TYPE_CHECKING:
-    pass
 
 
 async def scene_moments(run: StoryRun, sid: str, story) -> None:
