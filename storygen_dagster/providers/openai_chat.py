@@ -157,12 +157,9 @@ class OpenAIChatLLM(StoryLLM):
         """One validated reply to `messages`, with one repair attempt. `images`: marker ->
         data URI, the pictures the messages name by marker (keyed and ledgered by the marker,
         sent as the data URI)."""
-        body = self._body(messages, response_model, rules)
         made: list[tuple[CallOutcome, dict]] = []
         try:
-            return await self._complete(
-                ctx, prompt, messages, response_model, rules, body, made, images
-            )
+            return await self._complete(ctx, prompt, messages, response_model, rules, made, images)
         except Exception as exc:
             await self.calls.record_unsettled(ctx, ENDPOINT, made, exc)
             raise
@@ -174,11 +171,11 @@ class OpenAIChatLLM(StoryLLM):
         messages: list[dict],
         response_model: type[T],
         rules: ReplyRules,
-        body: dict,
         made: list[tuple[CallOutcome, dict]],
-        images: dict[str, str] | None = None,
+        images: dict[str, str] | None,
     ) -> Generated[T]:
         """complete(), each call made added to `made` as soon as it is paid for."""
+        body = self._body(messages, response_model, rules)
         async with self.calls.http.client() as client:
             first = await self._call(ctx, client, body, images)
             made.append((first, body))
