@@ -61,11 +61,10 @@ class StorygenGroup(click.Group):
 
 
 def _unreachable_message(obj: Context | None, exc: BaseException) -> str:
-    from storygen_dagster.storage.db import describe_database
+    from storygen_dagster.storage.db import describe_database, describe_embedded
 
     settings = obj.settings if obj is not None else get_settings()
     url = getattr(obj, "_url", None) or settings.database_url
-    pgdata = settings.home_dir / "pgdata"
-    where = describe_database(url) if url else f"embedded server, data in {pgdata}"
+    where = describe_database(url) if url else describe_embedded(settings.home_dir / "pgdata")
     detail = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
     return f"the database is unreachable ({where}): {detail.strip()}"

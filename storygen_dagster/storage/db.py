@@ -111,11 +111,15 @@ def mask_url(url: str) -> str:
         return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
+def describe_embedded(pgdata: Path) -> str:
+    return f"embedded server, data in {pgdata}"
+
+
 def describe_database(url: str) -> str:
     """The URL with its password masked, and for the embedded server its data directory."""
     pgdata = _embedded_data.get(url)
     masked = mask_url(url)
-    return f"embedded server, data in {pgdata}: {masked}" if pgdata else masked
+    return f"{describe_embedded(pgdata)}: {masked}" if pgdata else masked
 
 
 @cache
