@@ -306,7 +306,7 @@ def _unit_tests_stay_in_process(request, monkeypatch):
 def storygen(args, env, cwd, stdin=None, timeout=300) -> subprocess.CompletedProcess:
     """The `storygen` command in its own process, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "storygen_dagster.cli", *args],
+        [sys.executable, "-m", "storygen_dagster", *args],
         env=env,
         cwd=cwd,
         input=stdin,

@@ -15,6 +15,8 @@ from storygen_dagster.domain.images import inspect_png
 from storygen_dagster.storage.db import get_engine
 from tests.conftest import storygen
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _check_books(payload, width=1024, height=768):
     assert payload["stories"]
@@ -183,6 +185,35 @@ def test_the_cli_and_the_story_job_load_without_frames_pictures_print_or_dbt(tmp
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_the_storygen_command_imports_with_the_collector_paused_then_on(tmp_path):
+    """The console script runs `storygen_dagster.__main__:main`: the CLI's imports are frozen
+    out of the cyclic GC's generations, and the collector is on for the command itself."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["storygen"] == "storygen_dagster.__main__:main"
+    code = (
+        "import gc, sys\n"
+        "import click\n"
+        "seen = {}\n"
+        "def status():\n"
+        "    seen['enabled'], seen['frozen'] = gc.isenabled(), gc.get_freeze_count()\n"
+        "click.Group.invoke = lambda self, ctx: status()\n"
+        "sys.argv = ['storygen', 'status']\n"
+        "from storygen_dagster.__main__ import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(seen['enabled'], seen['frozen'] > 100_000)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", "True"]
 
 
 def test_every_command_has_help(tmp_path):
