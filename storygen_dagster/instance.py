@@ -90,8 +90,27 @@ def pool_storage_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance
             if isinstance(engine, sa.Engine):
                 sa.event.listen(engine, "checkout", ping_on_checkout)
                 wait_out_outages(engine, quiet=True)
+        remember_tables_found(instance.event_log_storage)
         _pooled.add(instance)
     return instance
+
+
+def remember_tables_found(storage: object) -> None:
+    """Answer a storage's `has_table(name)` from memory once it has said True for `name`."""
+    asked = getattr(storage, "has_table", None)
+    if asked is None:
+        return
+    found: set[str] = set()
+
+    def has_table(table_name: str) -> bool:
+        if table_name in found:
+            return True
+        if asked(table_name):
+            found.add(table_name)
+            return True
+        return False
+
+    storage.has_table = has_table  # type: ignore[attr-defined]
 
 
 def get_instance(settings: Settings, database_url: str) -> dg.DagsterInstance:

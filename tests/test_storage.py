@@ -189,3 +189,47 @@ def test_upgrade_skips_alembic_only_for_a_database_stamped_at_the_heads(database
             sa.text(f"update {migrate.VERSION_TABLE} set version_num = '0014_shared_limits'")
         )
     assert not migrate.at_heads(database_url)
+
+
+def test_the_instance_asks_postgres_once_whether_a_table_it_found_exists(database_url, tmp_path):
+    """dagster-postgres asks pg_class whether `dynamic_partitions` exists before every partition
+    read; the CLI's instance asks once for a table it found, and again for one it did not (a
+    migration may add it)."""
+    import dagster as dg
+    import yaml
+
+    from storygen_dagster.instance import pool_storage_connections
+    from storygen_dagster.storage.db import dagster_url
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump({"storage": {"postgres": {"postgres_url": dagster_url(database_url)}}})
+    )
+    instance = pool_storage_connections(dg.DagsterInstance.from_config(str(home)))
+    storage = instance.event_log_storage
+    engine = getattr(storage, "_engine", None)  # dagster-postgres has no public accessor
+    assert isinstance(engine, sa.Engine)
+    asked: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "pg_class" in statement:
+            asked.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        instance.add_dynamic_partitions("stories", ["a"])
+        for _ in range(3):
+            assert instance.has_dynamic_partition("stories", "a")
+            assert not instance.has_dynamic_partition("stories", "b")
+        assert len(asked) == 1
+        asked.clear()
+        assert [storage.has_table("later_table") for _ in range(2)] == [False, False]
+        assert len(asked) == 2
+        with engine.begin() as conn:
+            conn.execute(sa.text("create table later_table (x int)"))
+        assert storage.has_table("later_table") and storage.has_table("later_table")
+        assert len(asked) == 3
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+        instance.dispose()
