@@ -62,7 +62,7 @@ def measure(
         # The first command on a new database creates our tables (`status`) and Dagster's (the
         # instance: `status` does not open it, and creating its tables took ~1.5 s of the first
         # demo's time to its first call): not the cost of a run.
-        cli = [python, "-m", "storygen_dagster.cli"]
+        cli = console_script(root, python)
         subprocess.run([*cli, "status"], cwd=root, env=env, capture_output=True, check=True)
         subprocess.run(
             [python, "-c", _OPEN_INSTANCE],
@@ -74,16 +74,21 @@ def measure(
         # The demo's CPU (user + sys, its own and its children's): wall swings with the load.
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()  # CLOCK_MONOTONIC: the fake's clock too (same host)
-        demo = subprocess.Popen(
-            [*cli, "demo", "--stories", str(stories)],
-            cwd=root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        cpu_to_first = _cpu_when(demo.pid, lambda: bool(fake.seen))
-        _, stderr = demo.communicate(timeout=1800)
+        # Its output to files: a pipe nobody reads before the first call would stop a demo that
+        # writes more than the pipe holds (64 KiB) before it.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            demo = subprocess.Popen(
+                [*cli, "demo", "--stories", str(stories)],
+                cwd=root,
+                env=env,
+                stdout=out,
+                stderr=err,
+                text=True,
+            )
+            cpu_to_first = _cpu_when(demo.pid, lambda: bool(fake.seen))
+            demo.wait(timeout=1800)
+            err.seek(0)
+            stderr = err.read()
         wall = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         times = sorted(s.at for s in fake.seen if s.kind in ("chat", "images"))
@@ -106,6 +111,16 @@ def measure(
         "calls_vs_ideal": round(calls_span / ideal, 2),
         "wall_vs_ideal": round(wall / ideal, 2),
     }
+
+
+def console_script(root: Path, python: str) -> list[str]:
+    """The `storygen` command of the checkout at `root` as its console script runs it (the
+    entry point in its pyproject.toml), with `python`: what a user starts."""
+    import tomllib
+
+    entry = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]["storygen"]
+    module, function = entry.split(":")
+    return [python, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
 
 
 def _cpu_when(pid: int, happened, poll_s: float = 0.005) -> float | None:
